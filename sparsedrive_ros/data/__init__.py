@@ -1,0 +1,1 @@
+"""ROS-free data layer: nuScenes reader, synthetic nuScenes world, model-input construction."""

@@ -1,0 +1,1 @@
+"""ROS-free geometry: rigid transforms, quaternions, projection matrices, image resize/crop updates."""

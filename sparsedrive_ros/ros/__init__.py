@@ -1,0 +1,1 @@
+"""rclpy nodes (ROS I/O only). The only tier that imports rclpy."""

@@ -1,0 +1,1 @@
+"""Thin command-line entry points: `python -m sparsedrive_ros.tools.<name>`."""

@@ -1,0 +1,1 @@
+"""ROS-free training and evaluation: targets, losses, trainer, metrics."""
