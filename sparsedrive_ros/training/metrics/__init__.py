@@ -1,0 +1,1 @@
+"""Evaluation metrics of SparseDrive (spec §8), numpy only."""
