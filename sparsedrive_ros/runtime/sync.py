@@ -1,0 +1,171 @@
+"""Anchor-camera synchronisation of the six camera streams (ROS-free).
+
+An image of the anchor camera (default CAM_FRONT) opens a frame at its stamp; every other camera contributes
+its buffered image closest to that stamp within `max_camera_time_diff`. nuScenes cameras fire one after another
+over ~50 ms of a 12 Hz cycle, so the tolerance must be at least 0.05 s there.
+
+A frame is decided once every camera delivered an image at or after the anchor stamp (its closest image is then
+known), or when a newer anchor arrives (a camera that is still silent counts as missing). An incomplete frame follows
+`missing_camera_policy`:
+  skip        drop the frame (counted as `incomplete`)
+  reuse_last  use the camera's newest older image if it is at most `max_reuse_age` old, else skip
+  mask        keep the frame; the camera is marked masked (the pipeline gives it a black image and a projection
+              that puts every sample outside it, so it contributes nothing to feature aggregation)
+Frames are throttled by stamp to `min_frame_interval` (the model was trained on 2 Hz key frames). Every drop is
+counted by reason in `counters`. Stamps are integer nanoseconds; payloads are opaque (e.g. undecoded messages,
+so that callbacks stay cheap and decoding happens in the worker).
+"""
+from __future__ import annotations
+
+import bisect
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+
+class MissingCameraPolicy(str, enum.Enum):
+    SKIP = "skip"
+    REUSE_LAST = "reuse_last"
+    MASK = "mask"
+
+
+class CameraStatus(enum.IntEnum):  # values equal FrameInfo.CAMERA_*
+    OK = 0
+    REUSED = 1
+    MASKED = 2
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    camera_names: tuple[str, ...]          # model order
+    anchor_camera: str = "CAM_FRONT"
+    max_camera_time_diff: float = 0.08     # s, tolerance around the anchor stamp
+    missing_camera_policy: MissingCameraPolicy = MissingCameraPolicy.SKIP
+    max_reuse_age: float = 1.0             # s, oldest image reuse_last may substitute
+    min_frame_interval: float = 0.45       # s, throttle by stamp (0 = every anchor)
+    buffer_seconds: float = 2.0            # s of images kept per camera
+
+    def __post_init__(self):
+        if self.anchor_camera not in self.camera_names:
+            raise ValueError(f"anchor_camera {self.anchor_camera!r} is not one of {self.camera_names}")
+        if len(set(self.camera_names)) != len(self.camera_names):
+            raise ValueError(f"camera_names has duplicates: {self.camera_names}")
+        if self.max_camera_time_diff < 0 or self.min_frame_interval < 0 or self.max_reuse_age < 0:
+            raise ValueError("time tolerances must be >= 0")
+        object.__setattr__(self, "missing_camera_policy", MissingCameraPolicy(self.missing_camera_policy))
+
+
+@dataclass
+class SyncedFrame:
+    anchor_stamp_ns: int
+    payloads: list[Optional[Any]]          # per camera (model order); None where masked
+    stamps_ns: list[Optional[int]]         # stamp of the image used; None where masked
+    status: list[CameraStatus]
+
+    @property
+    def max_skew(self) -> float:
+        """s, largest |camera stamp - anchor stamp| over the cameras used."""
+        return max((abs(s - self.anchor_stamp_ns) * 1e-9 for s in self.stamps_ns if s is not None), default=0.0)
+
+
+@dataclass
+class _Stream:
+    stamps: list[int] = field(default_factory=list)
+    payloads: list[Any] = field(default_factory=list)
+
+
+class CameraSynchronizer:
+    def __init__(self, config: SyncConfig):
+        self.config = config
+        self._tol = int(config.max_camera_time_diff * 1e9)
+        self._streams = {name: _Stream() for name in config.camera_names}
+        self._pending: list[int] = []      # anchor stamps waiting for other cameras, ascending
+        self._last_emitted: Optional[int] = None
+        self.counters: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        """Forget buffered images and pending frames (e.g. after time went backwards)."""
+        for s in self._streams.values():
+            s.stamps.clear()
+            s.payloads.clear()
+        self._pending.clear()
+        self._last_emitted = None
+
+    def add(self, camera: str, stamp_ns: int, payload: Any) -> list[SyncedFrame]:
+        """Buffer one image; returns the frames this arrival completed or decided (oldest first)."""
+        stream = self._streams.get(camera)
+        if stream is None:
+            raise ValueError(f"unknown camera {camera!r}; expected one of {self.config.camera_names}")
+        if stream.stamps and stamp_ns < stream.stamps[-1] - int(self.config.buffer_seconds * 1e9):
+            # Far in the past of this stream: the source restarted (bag loop). Start over.
+            self.counters["time_backwards"] += 1
+            self.reset()
+        i = bisect.bisect_right(stream.stamps, stamp_ns)
+        stream.stamps.insert(i, stamp_ns)
+        stream.payloads.insert(i, payload)
+        cut = bisect.bisect_left(stream.stamps, stream.stamps[-1] - int(self.config.buffer_seconds * 1e9))
+        del stream.stamps[:cut], stream.payloads[:cut]
+        if camera == self.config.anchor_camera:
+            bisect.insort(self._pending, stamp_ns)
+        return self._decide()
+
+    def _closest(self, camera: str, anchor: int) -> Optional[int]:
+        s = self._streams[camera].stamps
+        best = None
+        for j in (bisect.bisect_left(s, anchor) - 1, bisect.bisect_left(s, anchor)):
+            if 0 <= j < len(s) and abs(s[j] - anchor) <= self._tol and (best is None or abs(s[j] - anchor) < abs(s[best] - anchor)):
+                best = j
+        return best
+
+    def _settled(self, camera: str, anchor: int) -> bool:
+        # Once a camera delivered an image at or after the anchor, its closest image is known for good.
+        s = self._streams[camera].stamps
+        return bool(s) and s[-1] >= anchor
+
+    def _decide(self) -> list[SyncedFrame]:
+        out = []
+        while self._pending:
+            anchor = self._pending[0]
+            newer_anchor = len(self._pending) > 1
+            if not newer_anchor and not all(self._settled(c, anchor) for c in self.config.camera_names):
+                break  # wait: a closer image may still come (at most max_camera_time_diff later)
+            found = {c: self._closest(c, anchor) for c in self.config.camera_names}
+            missing = [c for c, j in found.items() if j is None]
+            self._pending.pop(0)
+            frame = self._assemble(anchor, found, missing)
+            if frame is not None:
+                out.append(frame)
+        return out
+
+    def _assemble(self, anchor: int, found: dict, missing: Sequence[str]) -> Optional[SyncedFrame]:
+        cfg = self.config
+        if self._last_emitted is not None and anchor - self._last_emitted < int(cfg.min_frame_interval * 1e9) - self._tol // 2:
+            self.counters["throttled"] += 1
+            return None
+        payloads, stamps, status = [], [], []
+        for cam in cfg.camera_names:
+            stream, j = self._streams[cam], found[cam]
+            if j is not None:
+                payloads.append(stream.payloads[j])
+                stamps.append(stream.stamps[j])
+                status.append(CameraStatus.OK)
+                continue
+            self.counters[f"missing:{cam}"] += 1
+            if cfg.missing_camera_policy is MissingCameraPolicy.REUSE_LAST:
+                k = bisect.bisect_left(stream.stamps, anchor) - 1
+                if k >= 0 and anchor - stream.stamps[k] <= int(cfg.max_reuse_age * 1e9):
+                    payloads.append(stream.payloads[k])
+                    stamps.append(stream.stamps[k])
+                    status.append(CameraStatus.REUSED)
+                    continue
+            elif cfg.missing_camera_policy is MissingCameraPolicy.MASK:
+                payloads.append(None)
+                stamps.append(None)
+                status.append(CameraStatus.MASKED)
+                continue
+            self.counters["incomplete"] += 1
+            return None
+        self._last_emitted = anchor
+        self.counters["emitted"] += 1
+        return SyncedFrame(anchor, payloads, stamps, status)
