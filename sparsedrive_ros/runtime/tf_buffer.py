@@ -12,37 +12,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sparsedrive_ros.geometry.transforms import quat_to_rot, rot_to_quat
+
 
 class TransformError(LookupError):
     """No transform between two frames at the requested time (unknown frame, no path, or out of range)."""
 
 
 def quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
-    x, y, z, w = np.asarray(q_xyzw, dtype=np.float64) / np.linalg.norm(q_xyzw)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    """ROS order (x, y, z, w) -> 3x3 rotation."""
+    x, y, z, w = np.asarray(q_xyzw, dtype=np.float64)
+    return quat_to_rot([w, x, y, z])
 
 
 def matrix_to_quat(r: np.ndarray) -> np.ndarray:
-    """3x3 rotation -> quaternion (x, y, z, w) with w >= 0."""
-    m = np.asarray(r, dtype=np.float64)
-    t = np.trace(m)
-    if t > 0:
-        s = 2.0 * np.sqrt(t + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i] = 0.25 * s
-        q[j] = (m[j, i] + m[i, j]) / s
-        q[k] = (m[k, i] + m[i, k]) / s
-    q = np.array(q)
-    return -q if q[3] < 0 else q
+    """3x3 rotation -> ROS order (x, y, z, w) with w >= 0."""
+    w, x, y, z = rot_to_quat(r)
+    return np.array([x, y, z, w])
 
 
 def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
