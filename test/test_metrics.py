@@ -36,7 +36,7 @@ def test_perfect_detections_give_map_and_nds_one():
     gt = _gt_scene()
     res = D.evaluate_detection(gt, [_as_pred(b) for b in gt])
     assert res["mAP"] == pytest.approx(1.0)
-    assert res["NDS"] == pytest.approx(1.0)
+    assert res["NDS"] == pytest.approx((5 + 4) / 10)  # no GT attributes: attribute error counts as 1
     assert res["mATE"] == pytest.approx(0.0)
 
 
@@ -45,7 +45,7 @@ def test_shifted_detections_give_known_translation_error():
     res = D.evaluate_detection(gt, [_as_pred(b, dx=0.3) for b in gt])
     assert res["mAP"] == pytest.approx(1.0)
     assert res["mATE"] == pytest.approx(0.3)
-    assert res["NDS"] == pytest.approx((5 + 0.7 + 4) / 10)
+    assert res["NDS"] == pytest.approx((5 + 0.7 + 3) / 10)
     # 0.7 m: missed at the 0.5 m threshold only
     res = D.evaluate_detection(gt, [_as_pred(b, dx=0.7) for b in gt])
     assert res["mAP"] == pytest.approx(0.75)
@@ -107,6 +107,26 @@ def test_detection_matches_nuscenes_devkit():
             assert D.calc_ap(mine, 0.1, 0.1) == pytest.approx(algo.calc_ap(ref, 0.1, 0.1), abs=1e-6)
             for m in ("trans_err", "orient_err", "scale_err", "vel_err"):
                 assert D.calc_tp(mine, 0.1, m) == pytest.approx(algo.calc_tp(ref, 0.1, m), abs=1e-6)
+
+    # Whole-protocol aggregation: mAP, TP errors and NDS as the devkit's DetectionMetrics computes them.
+    from nuscenes.eval.detection.config import config_factory
+    from nuscenes.eval.detection.data_classes import DetectionMetrics
+
+    cfg = config_factory("detection_cvpr_2019")
+    metrics = DetectionMetrics(cfg)
+    for cls in cfg.class_names:
+        for th in cfg.dist_ths:
+            metrics.add_label_ap(cls, th, algo.calc_ap(algo.accumulate(gt_eb, pred_eb, cls, center_distance, th), 0.1, 0.1))
+        ref = algo.accumulate(gt_eb, pred_eb, cls, center_distance, cfg.dist_th_tp)
+        for m in ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err"):
+            undefined = (cls == "traffic_cone" and m in ("attr_err", "vel_err", "orient_err")) or (
+                cls == "barrier" and m in ("attr_err", "vel_err"))
+            metrics.add_label_tp(cls, m, np.nan if undefined else algo.calc_tp(ref, 0.1, m))
+    mine = D.evaluate_detection(gt, preds)
+    assert mine["mAP"] == pytest.approx(metrics.mean_ap, abs=1e-6)
+    assert mine["NDS"] == pytest.approx(metrics.nd_score, abs=1e-6)
+    assert mine["mATE"] == pytest.approx(metrics.tp_errors["trans_err"], abs=1e-6)
+    assert mine["mAOE"] == pytest.approx(metrics.tp_errors["orient_err"], abs=1e-6)
 
 
 def _line(x, y0=-10, y1=10, n=20):
@@ -177,3 +197,10 @@ def test_box_overlap():
     assert boxes_overlap(a, box_corners(1.9, 0, 1, 1, 0.0))
     assert not boxes_overlap(a, box_corners(2.6, 0, 1, 1, 0.0))
     assert boxes_overlap(a, box_corners(2.6, 0, 1, 1, math.pi / 4))  # rotated corner reaches in
+
+
+def test_perfect_detections_with_attributes_give_nds_one():
+    gt = [D.DetBox(**{**b.__dict__, "attribute": "vehicle.moving"}) for b in _gt_scene()]
+    assert D.evaluate_detection(gt, [_as_pred(b) for b in gt])["NDS"] == pytest.approx(1.0)
+    wrong = [_as_pred(b, attribute="vehicle.parked") for b in gt]
+    assert D.evaluate_detection(gt, wrong)["mAAE"] == pytest.approx(1.0)

@@ -104,9 +104,10 @@ def attr_acc(gt: DetBox, pred: DetBox) -> float:
 
 
 def cummean(x: np.ndarray) -> np.ndarray:
-    """Cumulative mean ignoring NaN; 0 where nothing valid yet; ones for an empty input."""
-    if len(x) == 0:
-        return np.ones(0)
+    """Cumulative mean ignoring NaN; 0 where nothing valid yet; all ones when every value is NaN
+    (e.g. attribute error without GT attributes: the metric then counts as maximal error)."""
+    if np.isnan(x).all():
+        return np.ones(len(x))
     sums = np.nancumsum(x.astype(float))
     counts = np.cumsum(~np.isnan(x))
     return np.divide(sums, counts, out=np.zeros_like(sums), where=counts != 0)
