@@ -1,0 +1,75 @@
+"""Replay a nuScenes dataroot (or a freshly generated synthetic scene) through the SparseDrive node.
+
+    ros2 launch sparsedrive_ros nuscenes_replay.launch.py dataroot:=/data/nuscenes rviz:=true
+    python -m sparsedrive_ros.tools.launch sparsedrive_ros nuscenes_replay.launch.py record:=true out_dir:=/tmp/rec
+
+Written for the real ROS 2 launch API; without it, sparsedrive_ros.launch_runner runs this file unchanged.
+The replay publishes /clock, so every other node runs on sim time (use_sim_time:=true). The model is trained on
+2 Hz key frames and takes seconds per frame on a CPU: lower `rate` so that the node keeps up.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, Shutdown
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare("sparsedrive_ros")
+    arg = LaunchConfiguration
+    use_sim_time = ParameterValue(arg("use_sim_time"), value_type=bool)
+    return LaunchDescription([
+        DeclareLaunchArgument("dataroot", default_value="",
+                              description="nuScenes dataroot; empty: the replay generates a synthetic scene"),
+        DeclareLaunchArgument("version", default_value="v1.0-mini", description="nuScenes version folder"),
+        DeclareLaunchArgument("scene", default_value="", description="scene name to replay; empty: every scene"),
+        DeclareLaunchArgument("rate", default_value="1.0",
+                              description="replay speed, 1.0 = real time (0.1 gives the CPU model 5 s per key frame)"),
+        DeclareLaunchArgument("device", default_value="cpu", description="torch device of the model: cpu, cuda, cuda:1"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="SparseDrive weights (.pth or .safetensors); empty: seeded random weights"),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([share, "config", "sparsedrive.param.yaml"]),
+                              description="parameters of the sparsedrive node"),
+        DeclareLaunchArgument("use_sim_time", default_value="true", choices=["true", "false"],
+                              description="nodes follow the replay's /clock"),
+        DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
+                              description="start RViz with config/sparsedrive.rviz"),
+        DeclareLaunchArgument("record", default_value="false", choices=["true", "false"],
+                              description="record the outputs to an MCAP bag and render PNG frames"),
+        DeclareLaunchArgument("out_dir", default_value="sparsedrive_record",
+                              description="where the recorder writes bag/ and frames/"),
+        Node(
+            package="sparsedrive_ros", executable="nuscenes_replay", name="nuscenes_replay", output="screen",
+            parameters=[{
+                "dataroot": ParameterValue(arg("dataroot"), value_type=str),
+                "version": ParameterValue(arg("version"), value_type=str),
+                "scene": ParameterValue(arg("scene"), value_type=str),
+                "rate": ParameterValue(arg("rate"), value_type=float),
+            }],
+        ),
+        Node(
+            package="sparsedrive_ros", executable="sparsedrive_node", name="sparsedrive", output="screen",
+            parameters=[arg("params_file"), {
+                "device": ParameterValue(arg("device"), value_type=str),
+                "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
+                "use_sim_time": use_sim_time,
+            }],
+            on_exit=Shutdown(reason="the sparsedrive node exited"),
+        ),
+        Node(
+            package="sparsedrive_ros", executable="sparsedrive_recorder", name="sparsedrive_recorder",
+            output="screen", condition=IfCondition(arg("record")),
+            parameters=[{
+                "out_dir": ParameterValue(arg("out_dir"), value_type=str),
+                "use_sim_time": use_sim_time,
+            }],
+        ),
+        Node(
+            package="rviz2", executable="rviz2", name="rviz2", output="screen", condition=IfCondition(arg("rviz")),
+            arguments=["-d", PathJoinSubstitution([share, "config", "sparsedrive.rviz"])],
+            parameters=[{"use_sim_time": use_sim_time}],
+        ),
+    ])
