@@ -1,0 +1,225 @@
+"""The streaming pipeline the ROS node drives: one synchronised frame of camera images and calibration in,
+typed numpy results out (ROS-free; the node only converts messages to and from these dataclasses).
+
+Frames: the reference frame is the model's "lidar" frame (nuScenes LIDAR_TOP axes: x right, y forward, z up).
+For a frame with anchor stamp t_a, camera i captured at t_i:
+    cam_from_ref[i]   p_cam(t_i)  = cam_from_ref[i] @ p_ref(t_a)   (through the fixed frame: ego motion between
+                                                                     t_i and t_a is compensated, as the original)
+    ref_to_global     p_fixed     = ref_to_global @ p_ref(t_a)     (T_global of the original, float64)
+    projection_mat[i] = A_i @ viewpad(K_i) @ cam_from_ref[i]       (A_i: resize + crop to the 704x256 input)
+Temporal state: one SparseDriveStream per pipeline. It is reset on request, when time goes backwards, and when
+time jumps forward by more than `max_time_jump` seconds; the result says so (`temporal_reset`, `reset_reason`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from sparsedrive_ros.geometry.projection import viewpad
+from sparsedrive_ros.model.preprocess import preprocess_image_with_transform
+from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveStream
+
+DET_CLASS_NAMES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
+                   "pedestrian", "traffic_cone")
+MAP_CLASS_NAMES = ("ped_crossing", "divider", "boundary")
+MAP_GROUND_Z = -1.84023  # m, ground height in the nuScenes lidar frame (the map head's key-point height)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    max_time_jump: float = 2.0            # s; larger forward jumps reset the temporal state
+    device: str = "cpu"
+    dtype: str = "float32"                # float32 | float64
+    input_hw: tuple[int, int] = (256, 704)
+
+    def __post_init__(self):
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.max_time_jump <= 0:
+            raise ValueError(f"max_time_jump must be > 0, got {self.max_time_jump}")
+
+
+@dataclass
+class FrameRequest:
+    stamp_ns: int                          # anchor image stamp = reference time t_a
+    images: Sequence[Optional[np.ndarray]]  # per camera (model order) BGR uint8 [H, W, 3]; None = masked
+    intrinsics: np.ndarray                 # [N, 3, 3] K in pixels of each received image
+    cam_from_ref: np.ndarray               # [N, 4, 4] float64, see module docstring
+    ref_to_global: np.ndarray              # [4, 4] float64
+    command: int                           # 0 turn right, 1 turn left, 2 straight
+
+
+@dataclass
+class PipelineResult:
+    stamp_ns: int
+    temporal_reset: bool
+    reset_reason: str                      # "", "start", "request", "time_backwards", "time_jump"
+    time_since_previous: float             # s (0 after a reset)
+    # Detections, K = 300, sorted by score; reference frame.
+    boxes: np.ndarray                      # [K, 10] x, y, z, l, w, h, yaw, vx, vy, vz
+    scores: np.ndarray                     # [K]
+    cls_scores: np.ndarray                 # [K] sigmoid(max class logit)
+    class_scores: np.ndarray               # [K, 10] sigmoid of every class logit
+    labels: np.ndarray                     # [K] int64
+    instance_ids: np.ndarray               # [K] int64
+    # Map, M = 100 (instance, class) pairs sorted by score.
+    map_polylines: np.ndarray              # [M, 20, 2] x, y
+    map_scores: np.ndarray                 # [M]
+    map_labels: np.ndarray                 # [M] int64
+    # Motion / planning (stage 2 only; None for stage 1).
+    trajs: Optional[np.ndarray] = None     # [K, 6, 12, 2] absolute x, y at 0.5 s steps
+    traj_scores: Optional[np.ndarray] = None  # [K, 6]
+    tracked_frames: Optional[np.ndarray] = None  # [K] int64
+    plan_trajectories: Optional[np.ndarray] = None  # [3, 6, 6, 2]
+    plan_scores: Optional[np.ndarray] = None        # [3, 6]
+    plan_final: Optional[np.ndarray] = None         # [6, 2]
+    plan_command: int = 2
+    plan_mode: int = 0
+    ego_status: Optional[np.ndarray] = None         # [10]
+    timings: dict[str, float] = field(default_factory=dict)  # s per stage
+
+
+class StageTimer:
+    """Times named model stages with forward hooks, so the model code stays free of instrumentation."""
+
+    def __init__(self, model: SparseDrive, sync_cuda: bool):
+        self.times: dict[str, float] = {}
+        self._sync = sync_cuda
+        self._start: dict[str, float] = {}
+        head = model.head
+        stages = {"backbone": model.img_backbone, "neck": model.img_neck, "det_head": head.det_head,
+                  "map_head": head.map_head}
+        if head.motion_plan_head is not None:
+            stages["motion_plan"] = head.motion_plan_head
+        for name, module in stages.items():
+            module.register_forward_pre_hook(self._pre(name))
+            module.register_forward_hook(self._post(name))
+
+    def _now(self) -> float:
+        if self._sync:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _pre(self, name):
+        def hook(module, args):
+            self._start[name] = self._now()
+        return hook
+
+    def _post(self, name):
+        def hook(module, args, output):
+            self.times[name] = self.times.get(name, 0.0) + self._now() - self._start[name]
+        return hook
+
+
+class SparseDrivePipeline:
+    """Owns the model's temporal stream; `process()` one synchronised frame at a time (not thread-safe)."""
+
+    def __init__(self, model: SparseDrive, config: PipelineConfig = PipelineConfig()):
+        self.config = config
+        self.device = torch.device(config.device)
+        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.stream = SparseDriveStream(self.model)
+        self._timer = StageTimer(self.model, sync_cuda=self.device.type == "cuda")
+        self._last_stamp_ns: Optional[int] = None
+        self._reset_request: Optional[str] = "start"
+
+    def request_reset(self, reason: str = "request") -> None:
+        """Wipe the temporal state before the next frame (thread-safe: only sets a flag)."""
+        self._reset_request = reason
+
+    def _temporal_check(self, stamp_ns: int) -> tuple[str, float]:
+        reason = self._reset_request or ""
+        dt = 0.0 if self._last_stamp_ns is None else (stamp_ns - self._last_stamp_ns) * 1e-9
+        if not reason and dt < 0:
+            reason = "time_backwards"
+        elif not reason and dt > self.config.max_time_jump:
+            reason = "time_jump"
+        if reason:
+            self.stream.reset()
+            self._reset_request = None
+            dt = 0.0
+        return reason, dt
+
+    def build_inputs(self, req: FrameRequest) -> FrameInputs:
+        """Preprocess images and build the projection matrices (the original's test pipeline)."""
+        n = len(req.images)
+        h, w = self.config.input_hw
+        if req.intrinsics.shape != (n, 3, 3) or req.cam_from_ref.shape != (n, 4, 4):
+            raise ValueError(f"need intrinsics [{n},3,3] and cam_from_ref [{n},4,4], got "
+                             f"{req.intrinsics.shape} and {req.cam_from_ref.shape}")
+        for name, arr in (("intrinsics", req.intrinsics), ("cam_from_ref", req.cam_from_ref),
+                          ("ref_to_global", req.ref_to_global)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} contains NaN or inf")
+        images = torch.zeros(n, 3, h, w, dtype=torch.float32)
+        projection = np.zeros((n, 4, 4), dtype=np.float64)
+        for i, image in enumerate(req.images):
+            if image is None:
+                # Masked camera: black input and an all-zero projection, so every key point projects to
+                # (0, 0) with depth clamped to 1e-5 and fails the kernel's strict 0 < u, v < 1 test.
+                continue
+            tensor, transform = preprocess_image_with_transform(image, (h, w))
+            images[i] = tensor
+            projection[i] = transform @ viewpad(req.intrinsics[i]) @ req.cam_from_ref[i]
+        ref_to_global = np.asarray(req.ref_to_global, dtype=np.float64)
+        return FrameInputs(
+            images=images[None],
+            projection_mat=torch.from_numpy(projection).float()[None],
+            image_wh=torch.tensor([[w, h]] * n, dtype=torch.float32)[None],
+            timestamp=torch.tensor([req.stamp_ns * 1e-9], dtype=torch.float64),
+            T_global=torch.from_numpy(ref_to_global)[None],
+            T_global_inv=torch.from_numpy(np.linalg.inv(ref_to_global))[None],
+            command=torch.tensor([req.command], dtype=torch.int64),
+        )
+
+    def process(self, req: FrameRequest) -> PipelineResult:
+        t0 = time.perf_counter()
+        if req.command not in (0, 1, 2):
+            raise ValueError(f"command must be 0 (right), 1 (left) or 2 (straight), got {req.command}")
+        inputs = self.build_inputs(req)
+        t1 = time.perf_counter()
+        reason, dt = self._temporal_check(req.stamp_ns)
+        self._timer.times.clear()
+        out = self.stream.step(inputs, return_raw=True)
+        t2 = time.perf_counter()
+        result = self._to_result(req.stamp_ns, reason, dt, out)
+        self._last_stamp_ns = req.stamp_ns
+        t3 = time.perf_counter()
+        result.timings = {"preprocess": t1 - t0, **self._timer.times, "model": t2 - t1, "postprocess": t3 - t2}
+        return result
+
+    @staticmethod
+    def _to_result(stamp_ns: int, reason: str, dt: float, out) -> PipelineResult:
+        def np_(x):
+            x = x.detach().cpu()
+            return x.numpy().astype(np.float64) if x.is_floating_point() else x.numpy().astype(np.int64)
+
+        det, mp = out.detections, out.map
+        last_cls = out.raw["raw/det/classification/5" if "raw/det/classification/5" in out.raw else
+                           sorted(k for k in out.raw if k.startswith("raw/det/classification/"))[-1]]
+        class_scores = torch.gather(last_cls.sigmoid(), 1,
+                                    det.index[..., None].expand(-1, -1, last_cls.shape[-1]))
+        result = PipelineResult(
+            stamp_ns=stamp_ns, temporal_reset=bool(reason), reset_reason=reason, time_since_previous=dt,
+            boxes=np_(det.boxes[0]), scores=np_(det.scores[0]), cls_scores=np_(det.cls_scores[0]),
+            class_scores=np_(class_scores[0]), labels=np_(det.labels[0]), instance_ids=np_(det.instance_ids[0]),
+            map_polylines=np_(mp.polylines[0]), map_scores=np_(mp.scores[0]), map_labels=np_(mp.labels[0]),
+        )
+        if out.motion is not None:
+            result.trajs = np_(out.motion.trajs[0])
+            result.traj_scores = np_(out.motion.traj_scores[0])
+            result.tracked_frames = np_(out.motion.period[0])
+        if out.planning is not None:
+            p = out.planning
+            result.plan_trajectories = np_(p.trajectories[0])
+            result.plan_scores = np_(p.scores[0])
+            result.plan_final = np_(p.final[0])
+            result.plan_command = int(p.command[0])
+            result.plan_mode = int(p.mode[0])
+            result.ego_status = np_(p.ego_status[0])
+        return result
