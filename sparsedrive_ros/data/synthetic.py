@@ -89,7 +89,7 @@ class SyntheticConfig:
         if not 1 <= self.num_scenes <= len(MINI_SCENE_NAMES):
             raise ValueError(f"num_scenes must be in 1..{len(MINI_SCENE_NAMES)}, got {self.num_scenes}")
         if self.width < 16 or self.height < 16:
-            raise ValueError(f"image size must be at least 16x16, got {self.width}x{self.height}")
+            raise ValueError(f"image width x height must be at least 16x16, got {self.width}x{self.height}")
         if not 0 <= self.noise <= 100:
             raise ValueError(f"noise must be in [0, 100], got {self.noise}")
         if self.ego_speed < 0 or self.ego_speed > 30:
@@ -147,8 +147,8 @@ def _object_specs(cfg: SyntheticConfig, rng: np.random.Generator) -> list[Object
         ("car", "vehicle.car", (1.9, 4.4, 1.5), 45.0, LANE_WIDTH / 2, -8.0, pi, "vehicle.moving"),
         ("car", "vehicle.car", (1.8, 4.3, 1.5), -8.0, kerb, 0.0, 0.0, "vehicle.parked"),
         ("truck", "vehicle.truck", (2.5, 7.0, 3.0), 28.0, EGO_LANE_D, v, 0.0, "vehicle.moving"),
-        ("bus", "vehicle.bus.rigid", (2.9, 11.0, 3.4), 70.0, 1.5 * LANE_WIDTH, -6.0, pi, "vehicle.moving"),
-        ("construction_vehicle", "vehicle.construction", (2.8, 6.0, 3.2), 38.0, -kerb, 0.0, 0.0, "vehicle.parked"),
+        ("bus", "vehicle.bus.rigid", (2.9, 11.0, 3.4), 42.0, 1.5 * LANE_WIDTH, -6.0, pi, "vehicle.moving"),
+        ("construction_vehicle", "vehicle.construction", (2.8, 6.0, 3.2), 30.0, -kerb, 0.0, 0.0, "vehicle.parked"),
         ("trailer", "vehicle.trailer", (2.6, 10.0, 3.8), -24.0, kerb, 0.0, pi, "vehicle.parked"),
         ("barrier", "movable_object.barrier", (2.2, 0.5, 1.0), 9.0, -8.0, 0.0, pi / 2, None),
         ("barrier", "movable_object.barrier", (2.2, 0.5, 1.0), 11.8, -8.0, 0.0, pi / 2, None),
