@@ -410,15 +410,20 @@ class SparseDriveNode(Node):
         return super().destroy_node()
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
     try:
         node = SparseDriveNode()
+    except (ValueError, OSError) as exc:  # bad parameter, missing or mismatching checkpoint: fail at start
+        rclpy.logging.get_logger("sparsedrive").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 2
+    try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            node.destroy_node()
+        node.destroy_node()
         rclpy.try_shutdown()
+    return 0

@@ -34,7 +34,6 @@ class PipelineConfig:
     max_time_jump: float = 2.0            # s; larger forward jumps reset the temporal state
     device: str = "cpu"
     dtype: str = "float32"                # float32 | float64
-    input_hw: tuple[int, int] = (256, 704)
 
     def __post_init__(self):
         if self.dtype not in ("float32", "float64"):
@@ -148,7 +147,7 @@ class SparseDrivePipeline:
     def build_inputs(self, req: FrameRequest) -> FrameInputs:
         """Preprocess images and build the projection matrices (the original's test pipeline)."""
         n = len(req.images)
-        h, w = self.config.input_hw
+        h, w = self.model.config.image_hw  # network input (256, 704) for the released models
         if req.intrinsics.shape != (n, 3, 3) or req.cam_from_ref.shape != (n, 4, 4):
             raise ValueError(f"need intrinsics [{n},3,3] and cam_from_ref [{n},4,4], got "
                              f"{req.intrinsics.shape} and {req.cam_from_ref.shape}")
@@ -200,8 +199,8 @@ class SparseDrivePipeline:
             return x.numpy().astype(np.float64) if x.is_floating_point() else x.numpy().astype(np.int64)
 
         det, mp = out.detections, out.map
-        last_cls = out.raw["raw/det/classification/5" if "raw/det/classification/5" in out.raw else
-                           sorted(k for k in out.raw if k.startswith("raw/det/classification/"))[-1]]
+        num_layers = sum(k.startswith("raw/det/classification/") for k in out.raw)
+        last_cls = out.raw[f"raw/det/classification/{num_layers - 1}"]  # [1, N, 10] logits of the last layer
         class_scores = torch.gather(last_cls.sigmoid(), 1,
                                     det.index[..., None].expand(-1, -1, last_cls.shape[-1]))
         result = PipelineResult(
