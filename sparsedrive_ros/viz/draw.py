@@ -1,0 +1,58 @@
+"""Shared drawing pieces: class colours, box corners, text."""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+
+Color = Tuple[int, int, int]  # BGR
+
+# Detection classes in DETECTION_CLASSES order: vehicles warm, vulnerable road users cold, static grey.
+DETECTION_COLORS: Tuple[Color, ...] = (
+    (60, 80, 255), (40, 140, 255), (0, 200, 255), (160, 60, 255), (100, 100, 220),
+    (170, 170, 170), (255, 120, 40), (255, 200, 40), (80, 230, 60), (40, 255, 255),
+)
+MAP_COLORS: Tuple[Color, ...] = ((255, 140, 30), (0, 165, 255), (60, 200, 60))  # ped_crossing, divider, boundary
+PLAN_COLOR: Color = (255, 0, 255)
+CANDIDATE_COLOR: Color = (140, 110, 140)
+EGO_COLOR: Color = (255, 255, 255)
+EGO_SIZE_LW = (4.08, 1.85)  # m, the nuScenes data-collection car (length, width)
+
+
+def detection_color(label: int) -> Color:
+    return DETECTION_COLORS[int(label) % len(DETECTION_COLORS)]
+
+
+def map_color(label: int) -> Color:
+    return MAP_COLORS[int(label) % len(MAP_COLORS)]
+
+
+def box_corners(center: Sequence[float], size: Sequence[float], yaw: float) -> np.ndarray:
+    """[8, 3] corners of a box (size = length along heading, width, height; yaw about +z from +x).
+
+    Order: bottom face 0-3 then top face 4-7, each counter-clockwise from (front, left); 0-1 is the front edge.
+    """
+    length, width, height = (float(s) for s in size)
+    x = np.array([1, 1, -1, -1]) * length / 2  # front-left, front-right, rear-right, rear-left
+    y = np.array([1, -1, -1, 1]) * width / 2
+    c, s = np.cos(yaw), np.sin(yaw)
+    xy = np.stack([c * x - s * y, s * x + c * y], axis=1)  # [4, 2] rotated footprint
+    bottom = np.concatenate([xy, np.full((4, 1), -height / 2)], axis=1)
+    top = np.concatenate([xy, np.full((4, 1), height / 2)], axis=1)
+    return np.concatenate([bottom, top]) + np.asarray(center, dtype=np.float64)[None, :]
+
+
+BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+
+
+def put_text(image: np.ndarray, text: str, origin: Tuple[int, int], color: Color = (255, 255, 255),
+             scale: float = 0.45) -> None:
+    """Readable on any background: a dark outline under the text."""
+    org = (int(origin[0]), int(origin[1]))
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+
+
+def scale_color(color: Color, factor: float) -> Color:
+    return tuple(int(np.clip(c * factor, 0, 255)) for c in color)
