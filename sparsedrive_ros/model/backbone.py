@@ -1,0 +1,90 @@
+"""Image encoder: torchvision ResNet trunk + FPN, and the training-only DenseDepthNet (spec §4.2-4.4).
+
+Parameter names follow the original (mmdet ResNet = torchvision names without ``fc``; mmdet FPN with
+``lateral_convs.{i}.conv`` / ``fpn_convs.{i}.conv``).
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+__all__ = ["DenseDepthNet", "FPN", "ResNetTrunk"]
+
+_RESNETS = {
+    18: torchvision.models.resnet18,
+    34: torchvision.models.resnet34,
+    50: torchvision.models.resnet50,
+    101: torchvision.models.resnet101,
+}
+
+
+class ResNetTrunk(nn.Module):
+    """torchvision ResNet up to layer4, returning the four stage outputs C2..C5 (strides 4, 8, 16, 32)."""
+
+    def __init__(self, depth: int = 50) -> None:
+        super().__init__()
+        if depth not in _RESNETS:
+            raise ValueError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
+        net = _RESNETS[depth](weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        """[N, 3, H, W] -> [C2 [N, c2, H/4, W/4], C3, C4, C5 [N, c5, H/32, W/32]]."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        return [c2, c3, c4, c5]
+
+
+class _ConvModule(nn.Module):
+    """Holds a conv under the name ``conv`` (mmcv ConvModule without norm/activation)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class FPN(nn.Module):
+    """mmdet FPN with as many outputs as inputs: lateral 1x1, nearest top-down sum, 3x3 output conv."""
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int = 256) -> None:
+        super().__init__()
+        self.lateral_convs = nn.ModuleList([_ConvModule(c, out_channels, 1) for c in in_channels])
+        self.fpn_convs = nn.ModuleList([_ConvModule(out_channels, out_channels, 3) for _ in in_channels])
+
+    def forward(self, inputs: Sequence[Tensor]) -> List[Tensor]:
+        laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs)]
+        for i in range(len(laterals) - 1, 0, -1):
+            upsampled = F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], mode="nearest")
+            laterals[i - 1] = laterals[i - 1] + upsampled
+        return [conv(x) for conv, x in zip(self.fpn_convs, laterals)]
+
+
+class DenseDepthNet(nn.Module):
+    """Auxiliary per-pixel depth on the first ``num_depth_layers`` levels (training only, spec §4.4)."""
+
+    def __init__(self, embed_dims: int = 256, num_depth_layers: int = 3, equal_focal: float = 100.0,
+                 max_depth: float = 60.0) -> None:
+        super().__init__()
+        self.equal_focal = equal_focal
+        self.max_depth = max_depth
+        self.depth_layers = nn.ModuleList([nn.Conv2d(embed_dims, 1, 1) for _ in range(num_depth_layers)])
+
+    def forward(self, feature_maps: Sequence[Tensor], focal: Tensor) -> List[Tensor]:
+        """feature_maps: levels [B*N_cam, C, h, w]; focal: [B*N_cam] fx of the augmented images (pixels).
+
+        Returns per level depth in metres [B*N_cam, 1, h, w].
+        """
+        scale = (focal / self.equal_focal).reshape(-1, 1, 1, 1)
+        return [torch.exp(layer(feat)) * scale for layer, feat in zip(self.depth_layers, feature_maps)]

@@ -1,0 +1,98 @@
+"""Run SparseDrive over the frames of an inputs.npz (golden-case format) and write the golden outputs.
+
+    python -m sparsedrive_ros.tools.infer_npz --checkpoint FILE --inputs FILE.npz --out DIR \
+        [--dtype float64|float32] [--device cpu|cuda] [--stage 1|2]
+
+The temporal state is reset once before frame 0, frames run in order, and DIR/frame{k}.npz holds the
+``post/...`` and ``raw/...`` arrays named as in the golden README (compare with golden/compare.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Dict, Iterator, Optional
+
+import numpy as np
+import torch
+
+from sparsedrive_ros.model import FrameInputs, SparseDrive, build_sparsedrive
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """Checkpoint -> {name: tensor}, through the project's loader when it is available."""
+    try:
+        from sparsedrive_ros.model.checkpoint import load_checkpoint
+    except ImportError:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return state.get("state_dict", state) if isinstance(state, dict) else state
+    return load_checkpoint(path)
+
+
+def infer_stage(state_dict: Dict[str, torch.Tensor]) -> int:
+    return 2 if any(k.startswith("head.motion_plan_head.") for k in state_dict) else 1
+
+
+def load_model(checkpoint: str, dtype: torch.dtype, device: str, stage: Optional[int] = None) -> SparseDrive:
+    state_dict = load_state_dict(checkpoint)
+    model = build_sparsedrive(stage or infer_stage(state_dict))
+    model.load_state_dict(state_dict, strict=True)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def iter_frames(inputs: Dict[str, np.ndarray]) -> Iterator[FrameInputs]:
+    """Frames of a golden inputs.npz as batch-of-one :class:`FrameInputs`."""
+    for k in range(inputs["img"].shape[0]):
+        yield FrameInputs(
+            images=torch.from_numpy(inputs["img"][k:k + 1]),
+            projection_mat=torch.from_numpy(inputs["projection_mat"][k:k + 1]),
+            image_wh=torch.from_numpy(inputs["image_wh"][k:k + 1]),
+            timestamp=torch.from_numpy(inputs["timestamp"][k:k + 1]).to(torch.float64),
+            T_global=torch.from_numpy(inputs["T_global"][k:k + 1]).to(torch.float64),
+            T_global_inv=torch.from_numpy(inputs["T_global_inv"][k:k + 1]).to(torch.float64),
+            command=torch.from_numpy(inputs["gt_ego_fut_cmd"][k:k + 1]),
+        )
+
+
+def run(model: SparseDrive, inputs_path: str, out_dir: str, verbose: bool = True) -> int:
+    """Reset once, run every frame in order, write out_dir/frame{k}.npz. Returns the number of frames."""
+    os.makedirs(out_dir, exist_ok=True)
+    state = model.new_state()
+    with np.load(inputs_path) as data:
+        inputs = {k: data[k] for k in data.files}
+    count = 0
+    with torch.inference_mode():
+        for k, frame in enumerate(iter_frames(inputs)):
+            start = time.perf_counter()
+            out = model(frame, state, return_raw=True)
+            np.savez(os.path.join(out_dir, f"frame{k}.npz"), **out.golden_arrays(0))
+            if verbose:
+                print(f"frame {k}: {time.perf_counter() - start:.1f} s, dt {out.time_interval.tolist()}, "
+                      f"plan {out.planning.final[0, -1].tolist() if out.planning is not None else None}",
+                      flush=True)
+            count += 1
+    return count
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="state dict (.pt/.pth/.safetensors)")
+    parser.add_argument("--inputs", required=True, help="inputs.npz in the golden-case format")
+    parser.add_argument("--out", required=True, help="output directory for frame{k}.npz")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=None, help="default: from the checkpoint keys")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device!r} requested but CUDA is not available")
+    model = load_model(args.checkpoint, DTYPES[args.dtype], args.device, args.stage)
+    run(model, args.inputs, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
