@@ -19,9 +19,15 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor
 
-__all__ = ["deformable_aggregation", "deformable_aggregation_reference", "valid_sample_mask"]
+__all__ = [
+    "channels_last_feature_maps",
+    "deformable_aggregation",
+    "deformable_aggregation_reference",
+    "valid_sample_mask",
+]
 
 
 def valid_sample_mask(points: Tensor) -> Tensor:
@@ -99,6 +105,132 @@ def deformable_aggregation_reference(feature_maps: Sequence[Tensor], points: Ten
     return out.reshape(batch, num_anchors, channels)
 
 
-def deformable_aggregation(feature_maps: Sequence[Tensor], points: Tensor, weights: Tensor) -> Tensor:
-    """Deformable aggregation with the CUDA op's semantics; see the module docstring and the reference."""
-    return deformable_aggregation_reference(feature_maps, points, weights)
+
+# Samples per chunk of the fast path: bounds the [chunk, 4, C] corner gather (8192 x 4 x 256 x 4 B = 32 MiB).
+DEFAULT_CHUNK_SIZE = 8192
+
+
+def channels_last_feature_maps(feature_maps: Sequence[Tensor]) -> list[Tensor]:
+    """Return the maps with the same logical shape [B, N_cam, C, H, W] but channels innermost in memory.
+
+    The fast path gathers rows of a channels-last table; with maps already in this layout the table is a free
+    view instead of a copy per call. Call it once per frame and pass the result to every aggregation layer.
+    """
+    return [fmap.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3) for fmap in feature_maps]
+
+
+def _gather_table(fmap: Tensor, dtype: torch.dtype) -> Tensor:
+    """[B, N_cam, C, H, W] -> [B*N_cam*H*W, C] rows (a view when the map is channels-last)."""
+    return fmap.to(dtype).permute(0, 1, 3, 4, 2).reshape(-1, fmap.shape[2])
+
+
+def _bilinear_corners(points: Tensor, row_base: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Corner rows and bilinear weights of K samples on one level.
+
+    Args:
+        points: [K, 2] normalised (u, v), all strictly inside (0, 1).
+        row_base: [K] first table row of the sample's (batch, camera) map.
+
+    Returns:
+        rows [K, 4] int64 table rows (clamped in range), coef [K, 4] bilinear weights (0 for corners off the map).
+    """
+    x = points[:, 0] * width - 0.5  # pixel centres at integers, as grid_sample(align_corners=False)
+    y = points[:, 1] * height - 0.5
+    x0 = torch.floor(x).detach()
+    y0 = torch.floor(y).detach()
+    fx, fy = x - x0, y - y0
+    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)
+    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
+    coef = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
+    on_map = (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
+    rows = row_base[:, None] + ys.clamp(0, height - 1).long() * width + xs.clamp(0, width - 1).long()
+    return rows, coef * on_map.to(coef.dtype)
+
+
+def _aggregate_samples(
+    tables: list[Tensor],
+    level_shapes: list[tuple[int, int]],
+    points: Tensor,
+    weights: Tensor,
+    camera_index: Tensor,
+    groups: int,
+) -> Tensor:
+    """Weighted bilinear samples of K valid (instance, camera, point) triples summed over levels.
+
+    Args:
+        tables: per level [B*N_cam*H*W, C] channels-last rows.
+        points: [K, 2] normalised (u, v); weights: [K, L, G]; camera_index: [K] int64 = b * N_cam + cam.
+
+    Returns:
+        [K, C] contributions, to be summed into their instances.
+    """
+    num_samples = points.shape[0]
+    channels = tables[0].shape[1]
+    total = None
+    for level, (table, (height, width)) in enumerate(zip(tables, level_shapes)):
+        rows, coef = _bilinear_corners(points, camera_index * (height * width), height, width)
+        corner_feats = table.index_select(0, rows.reshape(-1)).view(num_samples, 4, groups, channels // groups)
+        corner_coef = coef[:, :, None] * weights[:, None, level, :]  # [K, 4, G]
+        sampled = (corner_feats * corner_coef[..., None]).sum(dim=1)  # [K, G, C/G]
+        total = sampled if total is None else total + sampled
+    return total.reshape(num_samples, channels)
+
+
+def deformable_aggregation(
+    feature_maps: Sequence[Tensor],
+    points: Tensor,
+    weights: Tensor,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """Deformable aggregation with the CUDA op's semantics, computed only on visible samples.
+
+    A 3-D key point is visible (0 < u < 1, 0 < v < 1) in one or two of the six cameras, so only the valid
+    (instance, camera, point) triples are gathered: 4 corner rows per level from channels-last tables, weighted
+    by bilinear x group weights, and summed into their instance with index_add. Work and memory scale with the
+    number of valid samples (chunked by ``chunk_size``), never with A x N_cam x L x P x C.
+
+    Args:
+        feature_maps: L tensors ``[B, N_cam, C, H_l, W_l]`` (any layout; channels-last avoids a copy per call,
+            see :func:`channels_last_feature_maps`).
+        points: ``[B, N_cam, A, P, 2]`` normalised (u, v) = (x / W_img, y / H_img). NaN/inf points contribute 0.
+        weights: ``[B, A, N_cam, L, P, G]`` after softmax; group g covers channels [g*C/G, (g+1)*C/G).
+        chunk_size: samples processed at once (bounds temporary memory).
+
+    Returns:
+        ``[B, A, C]`` in the promoted dtype of the inputs (float16/bfloat16 are computed in float32, like the
+        original op). Differentiable w.r.t. feature maps, points and weights; when gradients are needed each
+        chunk is recomputed in backward (activation checkpointing) so training memory stays bounded too.
+        Deterministic on CPU; on CUDA the index_add is atomic unless ``torch.use_deterministic_algorithms``.
+
+    >>> maps = [torch.randn(1, 6, 256, 64, 176), torch.randn(1, 6, 256, 32, 88)]
+    >>> out = deformable_aggregation(maps, torch.rand(1, 6, 900, 13, 2), torch.rand(1, 900, 6, 2, 13, 8))
+    >>> tuple(out.shape)
+    (1, 900, 256)
+    """
+    batch, num_cams, channels, num_anchors, num_points, groups = _check_inputs(feature_maps, points, weights)
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    dtype = _compute_dtype(feature_maps, points, weights)
+    # Valid samples in (b, a, cam, p) order: contributions of one instance are adjacent.
+    valid = valid_sample_mask(points).permute(0, 2, 1, 3)  # [B, A, N_cam, P]
+    b_idx, a_idx, cam_idx, p_idx = valid.nonzero(as_tuple=True)
+    sample_points = points.to(dtype)[b_idx, cam_idx, a_idx, p_idx]  # [K, 2]
+    sample_weights = weights.to(dtype)[b_idx, a_idx, cam_idx, :, p_idx]  # [K, L, G]
+    camera_index = b_idx * num_cams + cam_idx  # [K]
+    out_row = b_idx * num_anchors + a_idx  # [K]
+    tables = [_gather_table(fmap, dtype) for fmap in feature_maps]
+    level_shapes = [(int(fmap.shape[3]), int(fmap.shape[4])) for fmap in feature_maps]
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (*feature_maps, points, weights)
+    )
+    out = sample_points.new_zeros(batch * num_anchors, channels)
+    for start in range(0, sample_points.shape[0], chunk_size):
+        chunk = slice(start, start + chunk_size)
+        args = (tables, level_shapes, sample_points[chunk], sample_weights[chunk], camera_index[chunk], groups)
+        if needs_grad:
+            contrib = torch.utils.checkpoint.checkpoint(_aggregate_samples, *args, use_reentrant=False)
+        else:
+            contrib = _aggregate_samples(*args)
+        out = out.index_add(0, out_row[chunk], contrib)
+    return out.view(batch, num_anchors, channels)
