@@ -181,7 +181,7 @@ def sparse_box3d_loss(
 def normalize_map_points(points: Tensor, roi_size: tuple[float, float] = (30.0, 60.0)) -> Tensor:
     """[..., 2k] interleaved (x, y) metres in the lidar frame -> [0, 1] over the map ROI (spec §4.23)."""
     shape = points.shape
-    pts = points.reshape(*shape[:-1], -1, 2)
+    pts = points.reshape(*shape[:-1], shape[-1] // 2, 2)
     origin = pts.new_tensor([roi_size[0] / 2, roi_size[1] / 2])
     size = pts.new_tensor(roi_size) + 1e-5
     return ((pts + origin) / size).reshape(shape)
@@ -198,6 +198,8 @@ def sparse_line_loss(
     loss_weight: float = 10.0,
 ) -> Tensor:
     """SparseLineLoss / LinesL1Loss (spec §4.28): smooth-L1 on normalised points, / avg_factor / points."""
+    if line.numel() == 0:
+        return line.sum() * 0
     pred = normalize_map_points(line, roi_size)
     target = normalize_map_points(line_target, roi_size)
     loss = smooth_l1_loss(pred, target, beta, weight, avg_factor, 1.0)

@@ -1,0 +1,132 @@
+"""Training configurations: ``stage1`` and ``stage2`` (the original's, spec §1.8–1.9) and ``tiny`` (a reduced
+model for CPU tests and quick experiments). A recipe is a function returning a frozen :class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from sparsedrive_ros.model.config import DetHeadConfig, MapHeadConfig, MotionPlanConfig, SparseDriveConfig
+from sparsedrive_ros.training.augment import AugConfig
+from sparsedrive_ros.training.criterion import LossConfig
+
+__all__ = [
+    "OptimConfig",
+    "TrainConfig",
+    "CONFIGS",
+    "get_config",
+    "model_config_from_dict",
+    "config_to_dict",
+]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 4e-4
+    weight_decay: float = 1e-3
+    backbone_lr_mult: float = 0.5  # parameters named img_backbone.*
+    warmup_iters: int = 500
+    warmup_ratio: float = 1.0 / 3.0  # warm-up starts at lr / 3
+    min_lr_ratio: float = 1e-3  # cosine annealing ends at lr * 1e-3
+    grad_clip: float = 25.0  # max L2 norm; <= 0 disables
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    model: SparseDriveConfig
+    optim: OptimConfig = OptimConfig()
+    aug: AugConfig = AugConfig()
+    loss: LossConfig = field(default_factory=LossConfig)
+    batch_size: int = 8  # per process
+    max_steps: int = 43_900
+    sequences_split_num: int = 2
+    amp: bool = False
+    checkpoint_interval: int = 8780
+    seed: int = 0
+    split: str = "train"
+    load_from: Optional[str] = None  # stage 2 starts from a stage-1 checkpoint (non-strict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if tuple(self.aug.final_hw) != tuple(self.model.image_hw):
+            raise ValueError(f"aug.final_hw={self.aug.final_hw} must equal model.image_hw={self.model.image_hw}")
+
+
+def _stage_model(stage: int) -> SparseDriveConfig:
+    if stage == 1:
+        return SparseDriveConfig(map=MapHeadConfig(num_temp_instances=0), motion_plan=None)
+    return SparseDriveConfig(map=MapHeadConfig(), motion_plan=MotionPlanConfig())
+
+
+def stage1() -> TrainConfig:
+    """64 images-batches over 8 GPUs (8 per GPU), 100 epochs = 43 900 iterations, lr 4e-4, backbone × 0.5."""
+    return TrainConfig(
+        name="stage1", model=_stage_model(1), optim=OptimConfig(lr=4e-4, backbone_lr_mult=0.5),
+        loss=LossConfig(with_motion_plan=False), batch_size=8, max_steps=43_900, checkpoint_interval=8_780,
+    )
+
+
+def stage2() -> TrainConfig:
+    """48 over 8 GPUs (6 per GPU), 10 epochs = 5 860 iterations, lr 3e-4, backbone × 0.1; load stage 1."""
+    return TrainConfig(
+        name="stage2", model=_stage_model(2), optim=OptimConfig(lr=3e-4, backbone_lr_mult=0.1),
+        batch_size=6, max_steps=5_860, checkpoint_interval=5_860,
+    )
+
+
+def tiny() -> TrainConfig:
+    """ResNet-18, 128×320 input, 64 det / 16 map anchors, 2 decoder layers, 1 motion block; stage-2 heads.
+
+    embed_dims stays 256: the motion head's sine position embedding is fixed at 256 channels.
+    """
+    det = DetHeadConfig(num_anchor=64, num_temp_instances=32, num_decoder=2, ffn_dims=256, num_output=32)
+    mapc = MapHeadConfig(num_anchor=16, num_temp_instances=4, num_decoder=2, ffn_dims=256)
+    motion = MotionPlanConfig(num_det=16, num_map=4, num_blocks=1, ffn_dims=256)
+    model = SparseDriveConfig(backbone_depth=18, image_hw=(128, 320), det=det, map=mapc, motion_plan=motion)
+    return TrainConfig(
+        name="tiny", model=model, optim=OptimConfig(lr=1e-3, backbone_lr_mult=0.5, warmup_iters=20),
+        aug=AugConfig(final_hw=(128, 320)), batch_size=2, max_steps=200, checkpoint_interval=100,
+    )
+
+
+CONFIGS: dict[str, Callable[[], TrainConfig]] = {"stage1": stage1, "stage2": stage2, "tiny": tiny}
+
+
+def get_config(name: str) -> TrainConfig:
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}")
+    return CONFIGS[name]()
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def _build(cls, data: dict):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields in checkpoint config: {sorted(unknown)}")
+    return cls(**{k: _tuplify(v) for k, v in data.items()})
+
+
+def model_config_from_dict(data: dict) -> SparseDriveConfig:
+    """Inverse of ``dataclasses.asdict(SparseDriveConfig)`` (as stored in checkpoint ``meta['config']``)."""
+    data = dict(data)
+    det = _build(DetHeadConfig, data.pop("det"))
+    mapc = _build(MapHeadConfig, data.pop("map"))
+    motion = data.pop("motion_plan")
+    motion = _build(MotionPlanConfig, motion) if motion is not None else None
+    return SparseDriveConfig(**{k: _tuplify(v) for k, v in data.items()}, det=det, map=mapc, motion_plan=motion)

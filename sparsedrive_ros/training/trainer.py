@@ -1,0 +1,347 @@
+"""SparseDrive trainer: one process or DDP (gloo on CPU, nccl on CUDA), AdamW with a backbone lr multiplier,
+linear warm-up + cosine annealing, gradient clipping, optional AMP, JSON-lines log, resumable checkpoints.
+
+Checkpoint format (what ``tools/evaluate.py`` and the inference loader read)::
+
+    {"state_dict": {name: tensor}, "meta": {"config": asdict(SparseDriveConfig), "config_name": str,
+     "step": int, "stage": int, "train_config": asdict(TrainConfig)}, "optimizer": ..., "scaler": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from sparsedrive_ros.model.deformable_aggregation import channels_last_feature_maps
+from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, build_sparsedrive, raw_arrays
+from sparsedrive_ros.training.augment import grid_mask
+from sparsedrive_ros.training.config import TrainConfig, config_to_dict, model_config_from_dict
+from sparsedrive_ros.training.criterion import GroundTruth, SparseDriveCriterion
+from sparsedrive_ros.training.dataset import FrameBatch, SequenceStreams, SparseDriveTrainData, collate
+
+__all__ = [
+    "DistEnv",
+    "init_distributed",
+    "init_training_weights",
+    "lr_factor",
+    "build_optimizer",
+    "TrainingModule",
+    "Trainer",
+    "save_checkpoint",
+    "load_model_from_checkpoint",
+]
+
+CLS_BIAS_INIT = -4.595  # logit(0.01)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Distributed setup
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: Optional[str] = None) -> DistEnv:
+    """Reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); nccl on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistEnv(rank, world, local, dev)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Initialisation, optimiser, schedule
+# ----------------------------------------------------------------------------------------------------------
+
+
+def init_training_weights(model: SparseDrive) -> None:
+    """The original's init_weights (spec §4.7): xavier on >= 2-d parameters of the head's non-refine layers,
+    class biases at logit(0.01), DFA weights_fc zero and output_proj xavier.
+
+    Unlike the original, non-trainable parameters (the configured ``fix_scale`` key points) are left alone:
+    the original's xavier loop overwrote them by accident (pitfall P1).
+    """
+    for head in (model.head.det_head, model.head.map_head, model.head.motion_plan_head):
+        if head is None:
+            continue
+        for layer in head.layers:
+            if layer is None or "Refinement" in type(layer).__name__:
+                continue
+            for p in layer.parameters():
+                if p.dim() > 1 and p.requires_grad:
+                    nn.init.xavier_uniform_(p)
+    for module in model.modules():
+        for name in ("cls_layers", "motion_cls_branch", "plan_cls_branch"):
+            branch = getattr(module, name, None)
+            if isinstance(branch, nn.Sequential) and isinstance(branch[-1], nn.Linear):
+                nn.init.constant_(branch[-1].bias, CLS_BIAS_INIT)
+        if type(module).__name__ == "DeformableFeatureAggregation":
+            nn.init.zeros_(module.weights_fc.weight)
+            nn.init.zeros_(module.weights_fc.bias)
+            nn.init.xavier_uniform_(module.output_proj.weight)
+            nn.init.zeros_(module.output_proj.bias)
+
+
+def lr_factor(step: int, max_steps: int, warmup_iters: int, warmup_ratio: float, min_lr_ratio: float) -> float:
+    """mmcv CosineAnnealing (min_lr_ratio) with linear warm-up from ``warmup_ratio``: multiplier of the base lr."""
+    progress = min(step, max_steps) / max(max_steps, 1)
+    cosine = min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if step < warmup_iters:
+        cosine *= 1 - (1 - warmup_ratio) * (1 - step / warmup_iters)
+    return cosine
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float) -> torch.optim.AdamW:
+    """AdamW with two groups: ``img_backbone.*`` at lr × backbone_lr_mult, the rest at lr."""
+    backbone, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if name.startswith("img_backbone.") else rest).append(p)
+    groups = [
+        {"params": rest, "lr": lr, "base_lr": lr},
+        {"params": backbone, "lr": lr * backbone_lr_mult, "base_lr": lr * backbone_lr_mult},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training forward
+# ----------------------------------------------------------------------------------------------------------
+
+
+class TrainingModule(nn.Module):
+    """Model + temporal state + criterion; ``forward`` returns the dict of named losses.
+
+    The temporal state lives here (not in the call arguments) so that DDP's input handling never copies it.
+    """
+
+    def __init__(self, model: SparseDrive, criterion: SparseDriveCriterion, grid_mask_prob: float = 0.7,
+                 seed: int = 0):
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        self.state = model.new_state()
+        self.grid_mask_prob = grid_mask_prob
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, batch: FrameBatch) -> dict[str, Tensor]:
+        model = self.model
+        images = grid_mask(batch.images, self.rng, self.grid_mask_prob) if self.training else batch.images
+        inputs = FrameInputs(images, batch.projection_mat, batch.image_wh, batch.timestamp, batch.T_global,
+                             batch.T_global_inv, batch.command)
+        inputs.validate(model.config.num_cams, model.config.image_hw)
+        levels = model.extract_feat(images)  # 4 × [B, N_cam, C, h, w]
+        outputs: dict[str, Tensor] = {}
+        if batch.gt.depth is not None and self.criterion.cfg.with_depth:
+            depth_levels = [x.flatten(0, 1) for x in levels[: len(model.depth_branch.depth_layers)]]
+            for i, d in enumerate(model.depth_branch(depth_levels, batch.focal.flatten())):
+                outputs[f"aux/depth/{i}"] = d
+        det, map_out, motion = model.forward_heads(channels_last_feature_maps(levels), inputs, self.state)
+        self.state.frames_seen += 1
+        outputs.update(raw_arrays(det, map_out, motion))
+        return self.criterion(outputs, batch.gt)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, model: SparseDrive, cfg: TrainConfig, step: int,
+                    optimizer: Optional[torch.optim.Optimizer] = None, scaler=None) -> None:
+    payload = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": {
+            "config": config_to_dict(model.config), "config_name": cfg.name, "step": step,
+            "stage": model.config.stage, "train_config": config_to_dict(cfg),
+        },
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    if scaler is not None:
+        payload["scaler"] = scaler.state_dict()
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SparseDrive, dict]:
+    """Rebuild the network from ``meta['config']`` and load ``state_dict`` strictly. Returns (model, meta)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
+        raise ValueError(f"{str(path)!r} is not a sparsedrive_ros training checkpoint (needs state_dict and meta)")
+    config = model_config_from_dict(ckpt["meta"]["config"])
+    model = build_sparsedrive(config.stage, config)
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    return model, ckpt["meta"]
+
+
+def _load_initial_weights(model: SparseDrive, path: str) -> list[str]:
+    """Non-strict load (stage 2 from stage 1: the motion head stays random). Returns the missing keys."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Trainer
+# ----------------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Runs ``cfg.max_steps`` optimisation steps on time-ordered sub-sequences of the dataset."""
+
+    def __init__(self, cfg: TrainConfig, data: SparseDriveTrainData, work_dir: str | Path,
+                 env: Optional[DistEnv] = None, resume: bool = True, log_every: int = 1):
+        self.cfg, self.env = cfg, env or DistEnv()
+        self.work_dir = Path(work_dir)
+        self.log_every = log_every
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = build_sparsedrive(cfg.model.stage, cfg.model)
+        init_training_weights(model)
+        if cfg.load_from:
+            _load_initial_weights(model, cfg.load_from)
+        self.model = model.to(self.env.device)
+        self.module = TrainingModule(self.model, SparseDriveCriterion(cfg.loss), cfg.aug.grid_mask_prob,
+                                     seed=cfg.seed + 7919 * self.env.rank).train()
+        self.ddp = self.module
+        if self.env.distributed:
+            ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=ids,
+                                                           find_unused_parameters=True)
+        self.optimizer = build_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.backbone_lr_mult)
+        use_amp = cfg.amp and self.env.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        self.step = 0
+        if resume:
+            self._maybe_resume()
+        self.streams = SequenceStreams(data, cfg.batch_size, seed=cfg.seed + 1000 * self.env.rank + self.step,
+                                       sequences_split_num=cfg.sequences_split_num)
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    @property
+    def latest_path(self) -> Path:
+        return self.work_dir / "latest.pt"
+
+    def _maybe_resume(self) -> None:
+        if not self.latest_path.is_file():
+            return
+        ckpt = torch.load(self.latest_path, map_location=self.env.device, weights_only=False)
+        self.model.load_state_dict(ckpt["state_dict"], strict=True)
+        if "optimizer" in ckpt:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["meta"]["step"])
+
+    def save(self) -> None:
+        if not self.env.is_main:
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        path = self.work_dir / f"step_{self.step:07d}.pt"
+        save_checkpoint(path, self.model, self.cfg, self.step, self.optimizer, self.scaler)
+        save_checkpoint(self.latest_path, self.model, self.cfg, self.step, self.optimizer, self.scaler)
+
+    # -- one step -----------------------------------------------------------------------------------------------
+    def _set_lr(self) -> float:
+        o = self.cfg.optim
+        factor = lr_factor(self.step, self.cfg.max_steps, o.warmup_iters, o.warmup_ratio, o.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return self.optimizer.param_groups[0]["lr"]
+
+    def train_step(self, batch: FrameBatch) -> dict[str, float]:
+        lr = self._set_lr()
+        self.optimizer.zero_grad(set_to_none=True)
+        device_type = self.env.device.type
+        with torch.autocast(device_type, dtype=torch.float16, enabled=self.scaler is not None):
+            losses = self.ddp(batch)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: "
+                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            total.backward()
+        grad_norm = float("nan")
+        if self.cfg.optim.grad_clip > 0:
+            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.step += 1
+        record = {k: float(v.detach()) for k, v in losses.items()}
+        record = self._mean_over_ranks(record)
+        record.update(step=self.step, loss=sum(v for k, v in record.items() if k not in ("step",)), lr=lr,
+                      grad_norm=grad_norm)
+        return record
+
+    def _mean_over_ranks(self, record: dict[str, float]) -> dict[str, float]:
+        if not self.env.distributed:
+            return record
+        keys = sorted(record)
+        values = torch.tensor([record[k] for k in keys], dtype=torch.float64, device=self.env.device)
+        dist.all_reduce(values)
+        return {k: float(v) / self.env.world_size for k, v in zip(keys, values)}
+
+    def next_batch(self) -> FrameBatch:
+        return collate(self.streams.next_frames(), self.env.device)
+
+    # -- loop ---------------------------------------------------------------------------------------------------
+    def train(self, max_steps: Optional[int] = None) -> list[dict]:
+        """Train up to ``max_steps`` (default cfg.max_steps) total steps; returns the logged records."""
+        max_steps = max_steps or self.cfg.max_steps
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.work_dir / "log.jsonl").open("a") if self.env.is_main else None
+        records = []
+        try:
+            while self.step < max_steps:
+                t0 = time.perf_counter()
+                record = self.train_step(self.next_batch())
+                record["time_s"] = time.perf_counter() - t0
+                records.append(record)
+                if log is not None and (self.step % self.log_every == 0 or self.step == max_steps):
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                if self.step % self.cfg.checkpoint_interval == 0 or self.step == max_steps:
+                    self.save()
+        finally:
+            if log is not None:
+                log.close()
+        return records
