@@ -109,7 +109,6 @@ def render_camera_overlay(frame: FrameOutputs, view: CameraView, ground_z: float
             points = path if start is None else np.concatenate([start[None], path])
             points = _on_ground(points, z)
             draw_segments(image, view, points, _chain(len(points)), scale_color(detection_color(fc.label), 0.9), 1)
-    put_text(image, view.name, (8, 22), (255, 255, 255), 0.7)
     return image
 
 
@@ -131,6 +130,7 @@ def camera_mosaic(images: Dict[str, np.ndarray], tile_size: Tuple[int, int] = (4
                 put_text(tile, f"{name}: no image", (8, 22), (160, 160, 160), 0.6)
             else:
                 tile = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+                put_text(tile, name, (8, 22), (255, 255, 255), 0.6)
             tiles.append(tile)
         rows.append(np.concatenate(tiles, axis=1))
     return np.concatenate(rows, axis=0)
