@@ -201,7 +201,8 @@ def test_recording_writes_bag_and_renders_outputs_through_tf(tmp_path, store):
     assert bottom - static_bottom > 10 and car_near(frame, u0 + 840, round(bottom), radius=1)
     assert not car_near(frame, u0 + 840, round(static_bottom), radius=1)
     progress = json.loads((tmp_path / "rec" / "progress.json").read_text())
-    assert progress["frames_rendered"] == 1 and progress["finished"] and progress["last_frame_index"] == 5
+    assert progress["frames_rendered"] == 1 and progress["frames_received"] == 1 and progress["finished"]
+    assert progress["last_frame_index"] == 5 and progress["last_total_latency"] == pytest.approx(3.7)
 
 
 def test_record_inputs_off_keeps_images_out_of_the_bag(tmp_path, store):

@@ -14,7 +14,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, TextIO
+from typing import Mapping, Optional, Sequence, TextIO
 
 from .api import LaunchError
 from .evaluate import LaunchPlan, ProcessSpec, declared_arguments, load_launch_description, parse_cli_arguments, plan_launch
@@ -57,10 +57,11 @@ class LaunchRunner:
         resolver = kwargs.pop("resolver", None) or PackageResolver.default()
         return cls.from_file(resolver.find_launch_file(package, file_name), arguments, resolver=resolver, **kwargs)
 
-    def start(self) -> None:
+    def start(self, names: Optional[Sequence[str]] = None) -> None:
+        """Starts the named processes (default: every one not started yet)."""
         if not self.plan.processes:
             raise LaunchError(f"{self.launch_file.name}: nothing to launch with arguments {self.plan.arguments}")
-        self.group.start()
+        self.group.start(names)
 
     def run(self) -> int:
         """Runs until every process has exited; SIGINT/SIGTERM stop the launch (twice: right away)."""

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, TextIO
+from typing import Callable, Dict, List, Optional, Sequence, TextIO
 
 from .evaluate import ProcessSpec
 
@@ -66,8 +66,15 @@ class ProcessGroup:
         if duplicates:
             raise ValueError(f"launch has several processes named {duplicates}; give each node a unique name")
 
-    def start(self) -> None:
+    def start(self, names: Optional[Sequence[str]] = None) -> None:
+        """Starts the named processes (default: all) that are not started yet, in launch-file order."""
+        known = [s.name for s in self.specs]
+        unknown = sorted(set(names or ()) - set(known))
+        if unknown:
+            raise ValueError(f"no processes named {unknown} in this launch (have {known})")
         for spec in self.specs:
+            if spec.name in self.processes or (names is not None and spec.name not in names):
+                continue
             env = dict(self.base_env)
             env.update(spec.env)
             env.setdefault("PYTHONUNBUFFERED", "1")

@@ -251,11 +251,11 @@ class Recording:
         self.intrinsics: Dict[str, np.ndarray] = {}
         self.camera_of_topic = {config.image_topic_format.format(camera=c): c for c in config.camera_names}
         self.camera_of_info = {config.camera_info_topic_format.format(camera=c): c for c in config.camera_names}
-        self.assembler = FrameAssembler(self._render, config.max_pending_frames)
+        self.assembler = FrameAssembler(self._on_frame, config.max_pending_frames)
         self.rendered: List[Path] = []
         self.render_errors = 0
-        self._progress = {"frames_rendered": 0, "last_frame_index": None, "last_output_wall": None,
-                          "last_input_wall": None, "messages": {}}
+        self._progress = {"frames_received": 0, "frames_rendered": 0, "last_frame_index": None,
+                          "last_output_wall": None, "last_input_wall": None, "messages": {}}
         self._progress_written = 0.0
 
     def handle(self, topic: str, raw: bytes, stamp: int) -> None:
@@ -291,9 +291,17 @@ class Recording:
 
     # Rendering -------------------------------------------------------------------------------------------------
 
+    def _on_frame(self, frame: PendingFrame) -> None:
+        m = frame.messages
+        self._progress["frames_received"] += 1
+        if m.get("frame_info") is not None:  # lets a waiting tool size its idle timeout to the model's speed
+            self._progress["last_total_latency"] = float(m["frame_info"].total_latency)
+            self._progress["last_frame_index"] = int(m["frame_info"].frame_index)
+        if self.config.render:
+            self._render(frame)
+        self._write_progress()
+
     def _render(self, frame: PendingFrame) -> None:
-        if not self.config.render:
-            return
         m = frame.messages
         try:
             outputs = frame_from_messages(m.get("detections"), m.get("map"), m.get("forecasts"), m.get("plan"),
@@ -316,8 +324,6 @@ class Recording:
         self.log(f"rendered {path.name} ({len(overlays)}/{len(self.config.camera_names)} cameras"
                  f"{', missing ' + ', '.join(missing) if missing else ''})")
         self._progress["frames_rendered"] = len(self.rendered)
-        self._progress["last_frame_index"] = outputs.frame_index
-        self._write_progress()
 
     def _camera_stamps(self, frame_info, default: int) -> Dict[str, int]:
         stamps = {c: default for c in self.config.camera_names}
