@@ -86,9 +86,10 @@ def to_local(points: F64, centre_xy: F64, yaw: float) -> F64:
     return np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]], axis=1)
 
 
-def _clip_segment(p0: F64, p1: F64, lo: F64, hi: F64) -> tuple[F64, F64] | None:
-    """Liang-Barsky clip of one segment to an axis-aligned box."""
-    d = p1 - p0
+def _clip_segment(p0: tuple[float, float], p1: tuple[float, float], lo: tuple[float, float],
+                  hi: tuple[float, float]) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Liang-Barsky clip of one segment to an axis-aligned box (plain floats: called per segment)."""
+    d = (p1[0] - p0[0], p1[1] - p0[1])
     t0, t1 = 0.0, 1.0
     for axis in range(2):
         for p, q in ((-d[axis], p0[axis] - lo[axis]), (d[axis], hi[axis] - p0[axis])):
@@ -103,19 +104,27 @@ def _clip_segment(p0: F64, p1: F64, lo: F64, hi: F64) -> tuple[F64, F64] | None:
                 t1 = min(t1, r)
             if t0 > t1:
                 return None
-    return p0 + t0 * d, p0 + t1 * d
+    return (p0[0] + t0 * d[0], p0[1] + t0 * d[1]), (p0[0] + t1 * d[0], p0[1] + t1 * d[1])
+
+
+def _same(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return abs(a[0] - b[0]) < 1e-9 and abs(a[1] - b[1]) < 1e-9
 
 
 def clip_polyline(points: F64, half_x: float, half_y: float) -> list[F64]:
     """Clip an [N, 2] polyline to |x| <= half_x, |y| <= half_y -> pieces (each [M >= 2, 2])."""
-    lo, hi = np.array([-half_x, -half_y]), np.array([half_x, half_y])
-    pieces: list[list[F64]] = []
-    for p0, p1 in zip(points[:-1], points[1:]):
+    pts = np.asarray(points, dtype=np.float64)
+    if len(pts) >= 2 and np.all(np.abs(pts[:, 0]) <= half_x) and np.all(np.abs(pts[:, 1]) <= half_y):
+        return [pts.copy()]
+    lo, hi = (-half_x, -half_y), (half_x, half_y)
+    coords = [tuple(p) for p in pts.tolist()]
+    pieces: list[list[tuple[float, float]]] = []
+    for p0, p1 in zip(coords[:-1], coords[1:]):
         clipped = _clip_segment(p0, p1, lo, hi)
         if clipped is None:
             continue
         a, b = clipped
-        if pieces and np.allclose(pieces[-1][-1], a, atol=1e-9):
+        if pieces and _same(pieces[-1][-1], a):
             pieces[-1].append(b)
         else:
             pieces.append([a, b])
@@ -125,7 +134,7 @@ def clip_polyline(points: F64, half_x: float, half_y: float) -> list[F64]:
 
 def _merge_closed_ring(pieces: list[F64], closed: bool) -> list[F64]:
     """A clipped closed ring whose cut falls inside the box gives first/last pieces that join at the start."""
-    if closed and len(pieces) >= 2 and np.allclose(pieces[-1][-1], pieces[0][0], atol=1e-9):
+    if closed and len(pieces) >= 2 and _same(tuple(pieces[-1][-1]), tuple(pieces[0][0])):
         pieces = [np.concatenate([pieces[-1], pieces[0][1:]])] + pieces[1:-1]
     return pieces
 
@@ -141,7 +150,7 @@ def _orient(ring: F64, clockwise: bool) -> F64:
 
 
 def _close(ring: F64) -> F64:
-    return ring if np.allclose(ring[0], ring[-1]) else np.concatenate([ring, ring[:1]])
+    return ring if _same(tuple(ring[0]), tuple(ring[-1])) else np.concatenate([ring, ring[:1]])
 
 
 def _ring_lines(rings: list[tuple[F64, bool]], roi: MapRoi) -> list[F64]:
@@ -166,6 +175,9 @@ def _union_rings_raster(polygons: list[Polygon], roi: MapRoi) -> list[tuple[F64,
         return np.round(np.stack([u, v], axis=1) * (1 << shift)).astype(np.int32)
 
     for exterior, holes in polygons:
+        if not holes:  # common case: paint straight into the union
+            cv2.fillPoly(mask, [to_px(exterior)], 1, lineType=cv2.LINE_8, shift=shift)
+            continue
         layer = np.zeros_like(mask)
         cv2.fillPoly(layer, [to_px(exterior)], 1, lineType=cv2.LINE_8, shift=shift)
         for hole in holes:
