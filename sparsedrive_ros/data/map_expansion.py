@@ -21,6 +21,8 @@ from numpy.typing import NDArray
 F64 = NDArray[np.float64]
 MAP_CLASSES = ("ped_crossing", "divider", "boundary")
 BOUNDARY_SHRINK_M = 0.2
+# Slivers left by floating-point seams between abutting polygons (shared edges whose vertices differ).
+MIN_RING_AREA_M2 = 0.01
 
 try:  # optional: exact polygon unions
     import shapely  # noqa: F401
@@ -158,6 +160,8 @@ def _ring_lines(rings: list[tuple[F64, bool]], roi: MapRoi) -> list[F64]:
     half_x, half_y = roi.width / 2 - BOUNDARY_SHRINK_M, roi.length / 2 - BOUNDARY_SHRINK_M
     lines: list[F64] = []
     for ring, is_hole in rings:
+        if abs(signed_area(ring)) < MIN_RING_AREA_M2:
+            continue
         ring = _close(_orient(ring, clockwise=not is_hole))
         lines.extend(_merge_closed_ring(clip_polyline(ring, half_x, half_y), closed=True))
     return lines
