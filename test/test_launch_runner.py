@@ -1,5 +1,6 @@
 """The stand-in launch runner: shipped launch files evaluate as ROS 2 launch would, and processes run and stop."""
 import io
+import json
 import os
 import sys
 import textwrap
@@ -75,7 +76,9 @@ def test_nuscenes_replay_defaults():
     assert params["sparsedrive"]["use_sim_time"] is True
     assert params["sparsedrive"]["device"] == "cpu" and params["sparsedrive"]["checkpoint"] == ""
     assert params["sparsedrive"]["reference_frame"] == "LIDAR_TOP"  # from config/sparsedrive.param.yaml
-    assert params["nuscenes_replay"] == {"dataroot": "", "version": "v1.0-mini", "scene": "", "rate": 1.0}
+    assert params["nuscenes_replay"] == {"dataroot": "", "version": "v1.0-mini", "scene": "", "rate": 1.0,
+                                         "loop": False, "synthetic_seconds": 2.0, "wait_for_subscribers": 0.0,
+                                         "start_delay": 0.0}
 
 
 def test_nuscenes_replay_arguments_reach_the_nodes(tmp_path, fake_rviz):
@@ -215,3 +218,91 @@ def test_tiny_launch_runs_two_nodes_and_shuts_down_cleanly(tmp_path, ros_env):
     assert runner.group.returncode("tiny_listener") == 0
     assert runner.group.returncode("tiny_talker") == 0
     assert runner.group.exit_status() == 0
+
+
+FAKE_SPARSEDRIVE_NODE = '''
+"""Stand-in for the sparsedrive node: same name, topics and ready line; 0.5 s of "model" per 2 Hz frame."""
+import sys, time
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage
+from sparsedrive_ros.msg import (Detection3D, Detection3DArray, EgoPlan, FrameInfo, MapElementArray,
+                                 MotionForecastArray)
+
+def main():
+    rclpy.init(args=sys.argv)
+    node = rclpy.create_node("unnamed")
+    time.sleep(1.0)  # "building the model"
+    pubs = {name: node.create_publisher(cls, "~/" + name, 10) for name, cls in (
+        ("detections", Detection3DArray), ("map", MapElementArray), ("forecasts", MotionForecastArray),
+        ("plan", EgoPlan), ("frame_info", FrameInfo))}
+    last = [None]
+    count = [0]
+    def on_image(msg):
+        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if last[0] is not None and t - last[0] < 0.45:
+            return
+        last[0] = t
+        time.sleep(0.5)
+        for name, pub in pubs.items():
+            out = pub.msg_type()
+            out.header = msg.header
+            out.header.frame_id = "LIDAR_TOP"
+            out.frame_index = count[0]
+            if name == "detections":
+                d = Detection3D(instance_id=1, label=0, score=0.9)
+                d.center.y, d.size.x, d.size.y, d.size.z = 12.0, 4.0, 2.0, 1.6
+                out.detections = [d]
+            if name == "frame_info":
+                out.total_latency = 0.5
+            pub.publish(out)
+        count[0] += 1
+    node.create_subscription(CompressedImage, "/CAM_FRONT/image_rect_compressed", on_image, qos_profile_sensor_data)
+    node.get_logger().info("sparsedrive ready: fake node")
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    print(f"fake node processed {count[0]} frames", flush=True)
+    return 0
+
+sys.exit(main())
+'''
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_demo_stages_the_launch_and_stops_after_the_last_result(tmp_path, ros_env, monkeypatch, capsys):
+    """The demo's orchestration with the real replay and recorder and a fast stand-in for the model node."""
+    pytest.importorskip("rclpy", reason="rclpy not installed: run `make setup`")
+    from sparsedrive_ros.tools import demo
+
+    root = tmp_path / "pkg"
+    for rel in ("package.xml", "launch/nuscenes_replay.launch.py", "config/sparsedrive.param.yaml",
+                "nodes/nuscenes_replay", "nodes/sparsedrive_recorder"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes((REPO / rel).read_bytes())
+    (root / "nodes" / "sparsedrive_node").write_text("#!/usr/bin/env python3\n" + FAKE_SPARSEDRIVE_NODE)
+    monkeypatch.setenv("PYTHONPATH", ros_env["PYTHONPATH"])
+
+    out = tmp_path / "demo_output"
+    args = demo._parse(["--out", str(out), "--rate", "0.5", "--seconds", "1.0"])
+    timeouts = demo.DemoTimeouts(ready_s=120, discovery_s=2.0, replay_s=120, min_idle_s=3.0, stop_s=20)
+    status = demo.run_demo(args, timeouts, resolver=PackageResolver([root]))
+    log = capsys.readouterr().out
+    assert status == 0, log[-6000:]
+    assert "NO CHECKPOINT" in log
+    # The replay ran to its end on its own; node and recorder were stopped afterwards and exited cleanly.
+    assert "process has finished: nuscenes_replay (exit code 0)" in log
+    assert "process has finished: sparsedrive (exit code 0, after a stop request)" in log
+    assert "process has finished: sparsedrive_recorder (exit code 0, after a stop request)" in log
+    assert log.index("node ready; starting the replay") < log.index("process started: nuscenes_replay")
+    processed = int(log.split("fake node processed ")[1].split()[0])
+    assert processed >= 2  # a 1 s scene has three 2 Hz key frames
+    frames = sorted((out / "frames").glob("frame_*.png"))
+    assert len(frames) == processed
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["finished"] and progress["messages"]["/sparsedrive/detections"] == processed
+    assert progress["messages"]["/CAM_FRONT/image_rect_compressed"] >= 12  # 12 Hz for 1 s, recorded too
+    assert f"bag (MCAP, rosbag2 v8): {out / 'bag'}" in log
