@@ -306,3 +306,18 @@ def test_demo_stages_the_launch_and_stops_after_the_last_result(tmp_path, ros_en
     assert progress["finished"] and progress["messages"]["/sparsedrive/detections"] == processed
     assert progress["messages"]["/CAM_FRONT/image_rect_compressed"] >= 12  # 12 Hz for 1 s, recorded too
     assert f"bag (MCAP, rosbag2 v8): {out / 'bag'}" in log
+
+
+def test_launch_cli_prints_the_plan_and_rejects_bad_arguments(capsys):
+    from sparsedrive_ros.tools.launch import main
+
+    assert main(["sparsedrive_ros", "nuscenes_replay.launch.py", "--print", "record:=true", "--standin"]) == 0
+    out = capsys.readouterr().out
+    assert "sparsedrive (required): " in out and "nodes/sparsedrive_node --ros-args -r __node:=sparsedrive" in out
+    assert "sparsedrive_recorder: " in out and "skipped (condition false): rviz2" in out
+    assert main(["sparsedrive_ros", "bag_replay.launch.py", "--show-args"]) == 0
+    assert "'bag':\n        rosbag2 directory" in capsys.readouterr().out
+    assert main(["sparsedrive_ros", "nuscenes_replay.launch.py", "--print", "rate=2"]) == 2
+    assert "'rate=2' is not of the form name:=value" in capsys.readouterr().err
+    assert main(["sparsedrive_ros", "no_such.launch.py", "--print"]) == 2
+    assert "launch file 'no_such.launch.py'" in capsys.readouterr().err

@@ -106,7 +106,8 @@ def input_messages(store):
                   format="jpeg", data=jpeg.reshape(-1))
     return ([("/tf_static", "tf2_msgs/msg/TFMessage", tf_static)]
             + [("/tf", "tf2_msgs/msg/TFMessage", m) for m in tf]
-            + [("/CAM_FRONT/camera_info", "sensor_msgs/msg/CameraInfo", info),
+            + [("/sparsedrive/command", "std_msgs/msg/UInt8", build(store, "std_msgs/msg/UInt8", data=2)),
+               ("/CAM_FRONT/camera_info", "sensor_msgs/msg/CameraInfo", info),
                ("/CAM_FRONT/image_rect_compressed", "sensor_msgs/msg/CompressedImage", image)])
 
 
@@ -182,6 +183,10 @@ def test_recording_writes_bag_and_renders_outputs_through_tf(tmp_path, store):
     for topic, _ in FRAME_TOPICS.values():
         assert counts[topic] == 1, topic
     assert counts["/tf"] == 3 and counts["/tf_static"] == 1 and counts["/CAM_FRONT/image_rect_compressed"] == 1
+    assert messages["/sparsedrive/command"][0].data == 2
+    latched = {t["topic_metadata"]["name"] for t in metadata["topics_with_message_count"]
+               if "durability: 1" in t["topic_metadata"]["offered_qos_profiles"]}
+    assert latched == {"/tf_static", "/sparsedrive/command"}  # players latch them again
     det = messages["/sparsedrive/detections"][0]
     assert det.detections[0].instance_id == 42 and det.detections[0].center.y == 20.0
 

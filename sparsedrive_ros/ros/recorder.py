@@ -25,11 +25,14 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sparsedrive_ros.viz.recording import (CAMERA_INFO_TYPE, CAMERA_NAMES, IMAGE_TYPE, RecorderConfig, Recording,
                                            installed_type_hashes, package_typestore, verify_type_hashes)
 
+LATCHED_TOPICS = ("/tf_static",)
+
 PARAMETERS = {
     "out_dir": ("", "directory for bag/, frames/ and progress.json (must be given; bag/ must not exist yet)"),
     "camera_names": (list(CAMERA_NAMES), "cameras whose images get overlays"),
     "image_topic_format": ("/{camera}/image_rect_compressed", "sensor_msgs/CompressedImage topic per camera"),
     "camera_info_topic_format": ("/{camera}/camera_info", "sensor_msgs/CameraInfo topic per camera"),
+    "command_topic": ("/sparsedrive/command", "std_msgs/UInt8 driving command (recorded as an input)"),
     "record_inputs": (True, "also record images, camera_info and TF (the bag can then be replayed and re-rendered)"),
     "render": (True, "render PNG frames"),
     "fixed_frame": ("map", "frame through which outputs are moved to each camera's exposure time"),
@@ -45,7 +48,7 @@ def message_class(typename: str):
 
 
 def subscription_qos(typename: str, topic: str) -> QoSProfile:
-    if topic == "/tf_static":  # latched by publishers: get what was sent before we joined
+    if topic in LATCHED_TOPICS:  # latched by every publisher: get what was sent before we joined
         return QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
     if typename in (IMAGE_TYPE, CAMERA_INFO_TYPE):  # best effort matches reliable and best-effort publishers
@@ -66,7 +69,7 @@ class SparseDriveRecorder(Node):
         config = RecorderConfig(
             out_dir=Path(out_dir), camera_names=tuple(value("camera_names")),
             image_topic_format=value("image_topic_format"), camera_info_topic_format=value("camera_info_topic_format"),
-            record_inputs=value("record_inputs"), render=value("render"), fixed_frame=value("fixed_frame"),
+            command_topic=value("command_topic"), record_inputs=value("record_inputs"), render=value("render"), fixed_frame=value("fixed_frame"),
             vehicle_frame=value("vehicle_frame"), image_tolerance_s=float(value("image_tolerance")))
         store = package_typestore()
         self._check_hashes(store)

@@ -49,6 +49,7 @@ OTHER_OUTPUT_TOPICS: Dict[str, str] = {
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+COMMAND_TYPE = "std_msgs/msg/UInt8"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class RecorderConfig:
     camera_names: Tuple[str, ...] = CAMERA_NAMES
     image_topic_format: str = "/{camera}/image_rect_compressed"
     camera_info_topic_format: str = "/{camera}/camera_info"
+    command_topic: str = "/sparsedrive/command"  # std_msgs/UInt8 driving command, recorded as an input
     record_inputs: bool = True  # also write images, camera_info and TF into the bag (replayable, re-renderable)
     render: bool = True
     fixed_frame: str = "map"  # camera images at their own stamps are related to the outputs through this frame
@@ -82,6 +84,7 @@ class RecorderConfig:
         topics.update(OTHER_OUTPUT_TOPICS)
         topics["/tf"] = TF_TYPE
         topics["/tf_static"] = TF_TYPE
+        topics[self.command_topic] = COMMAND_TYPE
         for cam in self.camera_names:
             topics[self.image_topic_format.format(camera=cam)] = IMAGE_TYPE
             topics[self.camera_info_topic_format.format(camera=cam)] = CAMERA_INFO_TYPE
@@ -245,12 +248,14 @@ class Recording:
         self.frames_dir = out / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         self.bag_dir = out / "bag"
-        self.bag = BagWriter(self.bag_dir, self.store)
         self.tf = TransformBuffer(cache_seconds=config.image_history_s)
         self.images = ImageCache(int(config.image_history_s * 1e9))
         self.intrinsics: Dict[str, np.ndarray] = {}
         self.camera_of_topic = {config.image_topic_format.format(camera=c): c for c in config.camera_names}
         self.camera_of_info = {config.camera_info_topic_format.format(camera=c): c for c in config.camera_names}
+        self.bag = BagWriter(self.bag_dir, self.store, latched_topics=("/tf_static", config.command_topic))
+        self.input_topics = (set(self.camera_of_topic) | set(self.camera_of_info)
+                             | {"/tf", "/tf_static", config.command_topic})
         self.assembler = FrameAssembler(self._on_frame, config.max_pending_frames)
         self.rendered: List[Path] = []
         self.render_errors = 0
@@ -263,7 +268,7 @@ class Recording:
         typename = self.topics.get(topic)
         if typename is None:
             raise ValueError(f"recorder got a message on unknown topic {topic!r}")
-        is_input = topic in self.camera_of_topic or topic in self.camera_of_info or topic in ("/tf", "/tf_static")
+        is_input = topic in self.input_topics
         if not is_input or self.config.record_inputs:
             self.bag.write(topic, typename, stamp, raw)
         now = time.time()
