@@ -12,7 +12,7 @@ way. Semantics follow launch (Humble..Kilted):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -80,15 +80,6 @@ class PathJoinSubstitution(Substitution):
         return os.path.join(*(perform(s, context) for s in self.substitutions))
 
 
-class EnvironmentVariable(Substitution):
-    def __init__(self, name: SomeSubstitution, *, default_value: SomeSubstitution = ""):
-        self.name = name
-        self.default_value = default_value
-
-    def perform(self, context: LaunchContext) -> str:
-        return os.environ.get(perform(self.name, context), perform(self.default_value, context))
-
-
 class FindPackageShare(Substitution):
     def __init__(self, package: SomeSubstitution):
         self.package = package
@@ -152,13 +143,6 @@ class Shutdown(Action):
     def __init__(self, *, reason: str = "", **kwargs):
         super().__init__(**kwargs)
         self.reason = reason
-
-
-class SetEnvironmentVariable(Action):
-    def __init__(self, name: SomeSubstitution, value: SomeSubstitution, **kwargs):
-        super().__init__(**kwargs)
-        self.name = name
-        self.value = value
 
 
 class LaunchDescription:
@@ -255,21 +239,17 @@ def _yaml_scalar(text: str) -> Any:
     return text
 
 
-@dataclass
-class ModuleLayout:
-    """Which stand-in names each fake module exports (the only API surface launch files may use)."""
-
-    modules: Dict[str, Dict[str, Any]] = field(default_factory=lambda: {
+def standin_modules_exports() -> Dict[str, Dict[str, Any]]:
+    """Which stand-in names each fake module exports: the only API surface the launch files may use."""
+    return {
         "launch": {"LaunchDescription": LaunchDescription, "LaunchContext": LaunchContext,
                    "Substitution": Substitution, "Action": Action, "Condition": Condition},
-        "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "Shutdown": Shutdown,
-                           "SetEnvironmentVariable": SetEnvironmentVariable},
+        "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "Shutdown": Shutdown},
         "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration, "TextSubstitution": TextSubstitution,
-                                 "PathJoinSubstitution": PathJoinSubstitution,
-                                 "EnvironmentVariable": EnvironmentVariable},
+                                 "PathJoinSubstitution": PathJoinSubstitution},
         "launch.conditions": {"IfCondition": IfCondition, "UnlessCondition": UnlessCondition},
         "launch_ros": {},
         "launch_ros.actions": {"Node": Node},
         "launch_ros.substitutions": {"FindPackageShare": FindPackageShare},
         "launch_ros.parameter_descriptions": {"ParameterValue": ParameterValue},
-    })
+    }

@@ -23,7 +23,7 @@ def standin_modules() -> Iterator[None]:
     Whatever was there before (nothing, or e.g. the repository's `launch/` directory as a namespace package)
     comes back afterwards, so the stand-ins never leak outside the runner.
     """
-    layout = api.ModuleLayout().modules
+    layout = api.standin_modules_exports()
     saved = {name: sys.modules.get(name) for name in layout}
     try:
         for name, exports in layout.items():
@@ -121,7 +121,6 @@ def plan_launch(description: api.LaunchDescription, given: Mapping[str, str],
     arguments = resolve_arguments(description, given, context)
     temp_dir = tempfile.TemporaryDirectory(prefix="sparsedrive_launch_")
     plan = LaunchPlan(arguments=arguments, processes=[], skipped=[], temp_dir=temp_dir)
-    env: Dict[str, str] = {}
     try:
         for entity in description.entities:
             if isinstance(entity, api.DeclareLaunchArgument):
@@ -129,12 +128,9 @@ def plan_launch(description: api.LaunchDescription, given: Mapping[str, str],
             if not entity.enabled(context):
                 plan.skipped.append(_entity_label(entity, context))
                 continue
-            if isinstance(entity, api.SetEnvironmentVariable):
-                env[api.perform(entity.name, context)] = api.perform(entity.value, context)
-            elif isinstance(entity, api.Node):
-                spec = _node_process(entity, context, resolver, Path(temp_dir.name), len(plan.processes))
-                spec.env.update(env)
-                plan.processes.append(spec)
+            if isinstance(entity, api.Node):
+                plan.processes.append(_node_process(entity, context, resolver, Path(temp_dir.name),
+                                                    len(plan.processes)))
             else:
                 raise api.LaunchError(f"action {type(entity).__name__} is not supported at the top level")
     except BaseException:
