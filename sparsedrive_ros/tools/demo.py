@@ -43,7 +43,7 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataroot", default="", help="nuScenes dataroot; default: generate a synthetic scene")
     p.add_argument("--version", default="v1.0-mini", help="nuScenes version folder of --dataroot")
-    p.add_argument("--scene", default="", help="scene to replay (default: the first scene of the dataroot)")
+    p.add_argument("--scene", default="", help="scene names to replay, comma-separated (default: every scene)")
     p.add_argument("--out", default="demo_output", help="output directory (bag/, frames/ are replaced)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1")
     p.add_argument("--checkpoint", default="", help="SparseDrive weights; default: seeded random weights")
@@ -96,8 +96,9 @@ def read_progress(out: Path) -> dict:
 def _pump_until(runner: LaunchRunner, done, timeout: float, what: str) -> bool:
     deadline = time.monotonic() + timeout
     while not done():
-        if runner.group.returncode(NODE) is not None:
-            raise RuntimeError(f"the sparsedrive node exited (code {runner.group.returncode(NODE)}) while {what}")
+        for name in (NODE, RECORDER):
+            if runner.group.returncode(name) is not None:
+                raise RuntimeError(f"{name} exited (code {runner.group.returncode(name)}) while {what}")
         if time.monotonic() > deadline:
             return False
         runner.group.step(0.2)
@@ -141,17 +142,19 @@ def run_demo(args: argparse.Namespace, timeouts: DemoTimeouts = DemoTimeouts(),
         _pump_until(runner, lambda: _idle(out, timeouts, replay_end), timeouts.replay_s, "finishing the last frames")
     except (RuntimeError, LaunchError) as err:
         _say(f"error: {err}")
-        runner.stop("demo failed", timeouts.stop_s)
-        runner.close()
-        return 1
+        status = 1
     except KeyboardInterrupt:
         _say("interrupted")
-        runner.stop("interrupted", timeouts.stop_s)
+        status = 130
+    else:
+        status = None
+    finally:
+        # SIGINT to every process: the recorder renders what is pending and closes the bag.
+        if not runner.stop("demo finished" if status is None else "demo stopped", timeouts.stop_s):
+            _say("some processes had to be killed")
         runner.close()
-        return 130
-    runner.stop("demo finished", timeouts.stop_s)
-    runner.close()
-    return _report(out)
+    report = _report(out)
+    return report if status is None else status
 
 
 def _idle(out: Path, timeouts: DemoTimeouts, since: float) -> bool:
