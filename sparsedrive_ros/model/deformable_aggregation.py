@@ -19,7 +19,6 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import Tensor
 
 __all__ = [
@@ -106,8 +105,8 @@ def deformable_aggregation_reference(feature_maps: Sequence[Tensor], points: Ten
 
 
 
-# Samples per chunk of the fast path: bounds the [chunk, 4, C] corner gather (8192 x 4 x 256 x 4 B = 32 MiB).
-DEFAULT_CHUNK_SIZE = 8192
+# Visible samples per chunk of the fast path: bounds the per-level index/weight lists (G x chunk x 4 entries).
+DEFAULT_CHUNK_SIZE = 65536
 
 
 def channels_last_feature_maps(feature_maps: Sequence[Tensor]) -> list[Tensor]:
@@ -119,20 +118,20 @@ def channels_last_feature_maps(feature_maps: Sequence[Tensor]) -> list[Tensor]:
     return [fmap.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3) for fmap in feature_maps]
 
 
-def _gather_table(fmap: Tensor, dtype: torch.dtype) -> Tensor:
-    """[B, N_cam, C, H, W] -> [B*N_cam*H*W, C] rows (a view when the map is channels-last)."""
-    return fmap.to(dtype).permute(0, 1, 3, 4, 2).reshape(-1, fmap.shape[2])
+def _group_table(fmap: Tensor, groups: int, dtype: torch.dtype) -> Tensor:
+    """[B, N_cam, C, H, W] -> [B*N_cam*H*W*G, C/G]: row r*G + g holds group g of pixel r (a view if channels-last)."""
+    return fmap.to(dtype).permute(0, 1, 3, 4, 2).reshape(-1, fmap.shape[2] // groups)
 
 
 def _bilinear_corners(points: Tensor, row_base: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
-    """Corner rows and bilinear weights of K samples on one level.
+    """Corner pixels and bilinear weights of K samples on one level.
 
     Args:
         points: [K, 2] normalised (u, v), all strictly inside (0, 1).
-        row_base: [K] first table row of the sample's (batch, camera) map.
+        row_base: [K] first pixel of the sample's (batch, camera) map in the flattened level.
 
     Returns:
-        rows [K, 4] int64 table rows (clamped in range), coef [K, 4] bilinear weights (0 for corners off the map).
+        rows [K, 4] int64 pixel rows (clamped in range), coef [K, 4] bilinear weights (0 for corners off the map).
     """
     x = points[:, 0] * width - 0.5  # pixel centres at integers, as grid_sample(align_corners=False)
     y = points[:, 1] * height - 0.5
@@ -147,33 +146,42 @@ def _bilinear_corners(points: Tensor, row_base: Tensor, height: int, width: int)
     return rows, coef * on_map.to(coef.dtype)
 
 
-def _aggregate_samples(
+def _aggregate_chunk(
     tables: list[Tensor],
     level_shapes: list[tuple[int, int]],
     points: Tensor,
     weights: Tensor,
     camera_index: Tensor,
-    groups: int,
+    out_row: Tensor,
+    num_rows: int,
 ) -> Tensor:
-    """Weighted bilinear samples of K valid (instance, camera, point) triples summed over levels.
+    """Weighted bilinear sums of K visible samples, grouped into their output rows.
+
+    Each (group, output row) is one bag of F.embedding_bag: its entries are the 4 corners of every sample of that
+    row, weighted by bilinear x group weight, read from the grouped table. Samples arrive sorted by output row,
+    so with bags ordered group-major every bag is a contiguous run and no sort or scatter is needed.
 
     Args:
-        tables: per level [B*N_cam*H*W, C] channels-last rows.
-        points: [K, 2] normalised (u, v); weights: [K, L, G]; camera_index: [K] int64 = b * N_cam + cam.
+        tables: per level [B*N_cam*H*W*G, C/G] (see _group_table).
+        points: [K, 2] normalised (u, v); weights: [K, L, G]; camera_index: [K] = b * N_cam + cam;
+        out_row: [K] non-decreasing = b * A + a; num_rows: B * A.
 
     Returns:
-        [K, C] contributions, to be summed into their instances.
+        [G, num_rows, C/G].
     """
-    num_samples = points.shape[0]
-    channels = tables[0].shape[1]
+    num_samples, _, groups = weights.shape
+    counts = torch.bincount(out_row, minlength=num_rows)  # [B*A]
+    row_start = torch.cumsum(counts, dim=0) - counts
+    group_ids = torch.arange(groups, device=points.device)
+    offsets = ((group_ids[:, None] * num_samples + row_start[None]) * 4).reshape(-1)  # bag (g, row)
     total = None
     for level, (table, (height, width)) in enumerate(zip(tables, level_shapes)):
-        rows, coef = _bilinear_corners(points, camera_index * (height * width), height, width)
-        corner_feats = table.index_select(0, rows.reshape(-1)).view(num_samples, 4, groups, channels // groups)
-        corner_coef = coef[:, :, None] * weights[:, None, level, :]  # [K, 4, G]
-        sampled = (corner_feats * corner_coef[..., None]).sum(dim=1)  # [K, G, C/G]
-        total = sampled if total is None else total + sampled
-    return total.reshape(num_samples, channels)
+        pixels, coef = _bilinear_corners(points, camera_index * (height * width), height, width)  # [K, 4]
+        entries = (pixels[None] * groups + group_ids[:, None, None]).reshape(-1)  # [G*K*4]
+        entry_weights = (coef[None] * weights[:, level].T[..., None]).reshape(-1)  # [G*K*4]
+        summed = F.embedding_bag(entries, table, offsets, mode="sum", per_sample_weights=entry_weights)
+        total = summed if total is None else total + summed
+    return total.view(groups, num_rows, -1)
 
 
 def deformable_aggregation(
@@ -186,22 +194,23 @@ def deformable_aggregation(
     """Deformable aggregation with the CUDA op's semantics, computed only on visible samples.
 
     A 3-D key point is visible (0 < u < 1, 0 < v < 1) in one or two of the six cameras, so only the valid
-    (instance, camera, point) triples are gathered: 4 corner rows per level from channels-last tables, weighted
-    by bilinear x group weights, and summed into their instance with index_add. Work and memory scale with the
-    number of valid samples (chunked by ``chunk_size``), never with A x N_cam x L x P x C.
+    (instance, camera, point) triples are used: per level, their 4 corner pixels, weighted by bilinear x group
+    weight, are summed per (instance, group) by F.embedding_bag straight from channels-last feature rows. Work
+    and memory scale with the number of visible samples, never with A x N_cam x L x P x C, and autograd saves only
+    index and weight lists (no gathered features).
 
     Args:
         feature_maps: L tensors ``[B, N_cam, C, H_l, W_l]`` (any layout; channels-last avoids a copy per call,
             see :func:`channels_last_feature_maps`).
-        points: ``[B, N_cam, A, P, 2]`` normalised (u, v) = (x / W_img, y / H_img). NaN/inf points contribute 0.
+        points: ``[B, N_cam, A, P, 2]`` normalised (u, v) = (x / W_img, y / H_img). A sample counts only if
+            0 < u < 1 and 0 < v < 1; NaN/inf points contribute 0 and get zero gradient.
         weights: ``[B, A, N_cam, L, P, G]`` after softmax; group g covers channels [g*C/G, (g+1)*C/G).
-        chunk_size: samples processed at once (bounds temporary memory).
+        chunk_size: visible samples processed at once (bounds temporary memory).
 
     Returns:
         ``[B, A, C]`` in the promoted dtype of the inputs (float16/bfloat16 are computed in float32, like the
-        original op). Differentiable w.r.t. feature maps, points and weights; when gradients are needed each
-        chunk is recomputed in backward (activation checkpointing) so training memory stays bounded too.
-        Deterministic on CPU; on CUDA the index_add is atomic unless ``torch.use_deterministic_algorithms``.
+        original op). Differentiable w.r.t. feature maps, points and weights. No atomics in the forward pass, so
+        results are run-to-run identical on CPU and CUDA.
 
     >>> maps = [torch.randn(1, 6, 256, 64, 176), torch.randn(1, 6, 256, 32, 88)]
     >>> out = deformable_aggregation(maps, torch.rand(1, 6, 900, 13, 2), torch.rand(1, 900, 6, 2, 13, 8))
@@ -212,25 +221,22 @@ def deformable_aggregation(
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     dtype = _compute_dtype(feature_maps, points, weights)
-    # Valid samples in (b, a, cam, p) order: contributions of one instance are adjacent.
+    # Visible samples in (b, a, cam, p) order: the samples of one instance are adjacent.
     valid = valid_sample_mask(points).permute(0, 2, 1, 3)  # [B, A, N_cam, P]
     b_idx, a_idx, cam_idx, p_idx = valid.nonzero(as_tuple=True)
     sample_points = points.to(dtype)[b_idx, cam_idx, a_idx, p_idx]  # [K, 2]
     sample_weights = weights.to(dtype)[b_idx, a_idx, cam_idx, :, p_idx]  # [K, L, G]
     camera_index = b_idx * num_cams + cam_idx  # [K]
-    out_row = b_idx * num_anchors + a_idx  # [K]
-    tables = [_gather_table(fmap, dtype) for fmap in feature_maps]
+    out_row = b_idx * num_anchors + a_idx  # [K], non-decreasing
+    tables = [_group_table(fmap, groups, dtype) for fmap in feature_maps]
     level_shapes = [(int(fmap.shape[3]), int(fmap.shape[4])) for fmap in feature_maps]
-    needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (*feature_maps, points, weights)
-    )
-    out = sample_points.new_zeros(batch * num_anchors, channels)
+    num_rows = batch * num_anchors
+    out = sample_points.new_zeros(groups, num_rows, channels // groups)
     for start in range(0, sample_points.shape[0], chunk_size):
         chunk = slice(start, start + chunk_size)
-        args = (tables, level_shapes, sample_points[chunk], sample_weights[chunk], camera_index[chunk], groups)
-        if needs_grad:
-            contrib = torch.utils.checkpoint.checkpoint(_aggregate_samples, *args, use_reentrant=False)
-        else:
-            contrib = _aggregate_samples(*args)
-        out = out.index_add(0, out_row[chunk], contrib)
-    return out.view(batch, num_anchors, channels)
+        out = out + _aggregate_chunk(
+            tables, level_shapes, sample_points[chunk], sample_weights[chunk], camera_index[chunk],
+            out_row[chunk], num_rows,
+        )
+    # [G, B*A, C/G] -> [B, A, C]
+    return out.permute(1, 0, 2).reshape(batch, num_anchors, channels)
