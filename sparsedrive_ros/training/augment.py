@@ -85,7 +85,7 @@ def sample_image_aug(rng: np.random.Generator, src_hw: tuple[int, int], cfg: Aug
 
 
 def image_aug_matrix(aug: ImageAug) -> NDArray[np.float64]:
-    """[4, 4] source pixels -> augmented pixels; new lidar2img = A @ lidar2img."""
+    """[4, 4] acting on (u·d, v·d, d, 1): source pixels -> augmented pixels; new lidar2img = A @ lidar2img."""
     rot = np.eye(2) * aug.resize
     tran = -np.asarray(aug.crop[:2], dtype=np.float64)
     crop_w, crop_h = aug.crop[2] - aug.crop[0], aug.crop[3] - aug.crop[1]
@@ -97,8 +97,9 @@ def image_aug_matrix(aug: ImageAug) -> NDArray[np.float64]:
     r = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
     centre = np.array([crop_w, crop_h]) / 2
     rot, tran = r @ rot, r @ tran + (r @ -centre + centre)
+    # The pixel translation multiplies the depth row: lidar2img yields (u·d, v·d, d, 1).
     mat = np.eye(4)
-    mat[:2, :2], mat[:2, 3] = rot, tran
+    mat[:2, :2], mat[:2, 2] = rot, tran
     return mat
 
 
@@ -113,7 +114,7 @@ def apply_image_aug(image: NDArray[np.uint8], aug: ImageAug, final_hw: tuple[int
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     rest = image_aug_matrix(ImageAug(1.0, aug.crop, aug.flip, aug.rotate_deg))
     out = cv2.warpAffine(
-        resized.astype(np.float32), rest[:2, [0, 1, 3]], (final_hw[1], final_hw[0]),
+        resized.astype(np.float32), rest[:2, :3], (final_hw[1], final_hw[0]),
         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
     return out

@@ -95,7 +95,24 @@ def tiny() -> TrainConfig:
     )
 
 
-CONFIGS: dict[str, Callable[[], TrainConfig]] = {"stage1": stage1, "stage2": stage2, "tiny": tiny}
+def micro() -> TrainConfig:
+    """CI-sized: 64×192 input, 32 det / 8 map anchors, few key points, no dropout, no photometric/flip/rotation
+    augmentation and no GridMask, so a step is deterministic given the data (DDP-equivalence and overfit tests)."""
+    det = DetHeadConfig(num_anchor=32, num_temp_instances=16, num_decoder=2, num_learnable_pts=2, ffn_dims=128,
+                        num_output=16, dropout=0.0, dfa_attn_drop=0.0)
+    mapc = MapHeadConfig(num_anchor=8, num_temp_instances=2, num_decoder=2, num_learnable_pts=1, fix_height=(0.0,),
+                         ffn_dims=128, dropout=0.0, dfa_attn_drop=0.0)
+    motion = MotionPlanConfig(num_det=8, num_map=2, num_blocks=1, ffn_dims=128, dropout=0.0)
+    model = SparseDriveConfig(backbone_depth=18, image_hw=(64, 192), det=det, map=mapc, motion_plan=motion)
+    aug = AugConfig(final_hw=(64, 192), resize_rel_lim=(1.0, 1.0), rot_lim_deg=(0.0, 0.0), rand_flip=False,
+                    photometric=False, grid_mask_prob=0.0)
+    return TrainConfig(
+        name="micro", model=model, optim=OptimConfig(lr=2e-3, backbone_lr_mult=0.5, warmup_iters=5),
+        aug=aug, batch_size=1, max_steps=60, checkpoint_interval=1000, split="all",
+    )
+
+
+CONFIGS: dict[str, Callable[[], TrainConfig]] = {"stage1": stage1, "stage2": stage2, "tiny": tiny, "micro": micro}
 
 
 def get_config(name: str) -> TrainConfig:

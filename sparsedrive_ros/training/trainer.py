@@ -130,7 +130,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, backbone_l
         {"params": rest, "lr": lr, "base_lr": lr},
         {"params": backbone, "lr": lr * backbone_lr_mult, "base_lr": lr * backbone_lr_mult},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 # ----------------------------------------------------------------------------------------------------------
