@@ -1,0 +1,46 @@
+"""Evaluate a SparseDrive checkpoint on a nuScenes-layout dataroot: detection mAP/NDS, map AP, and (stage 2)
+motion minADE/minFDE/MR/EPA and planning L2/collision.
+
+    python -m sparsedrive_ros.tools.evaluate --checkpoint FILE --data DIR --out metrics.json [--split val]
+
+FILE is a training checkpoint ({"state_dict", "meta": {"config", ...}}, see training/trainer.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from sparsedrive_ros.data.nuscenes import NuScenes
+from sparsedrive_ros.training.dataset import scene_names_for_split
+from sparsedrive_ros.training.evaluation import evaluate_model, format_table
+from sparsedrive_ros.training.trainer import load_model_from_checkpoint
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--version", default="v1.0-mini")
+    p.add_argument("--split", default="val", choices=("all", "train", "val"))
+    p.add_argument("--out", required=True, help="metrics JSON file")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke runs)")
+    args = p.parse_args(argv)
+    if not Path(args.checkpoint).is_file():
+        raise SystemExit(f"checkpoint {args.checkpoint!r} does not exist")
+    model, meta = load_model_from_checkpoint(args.checkpoint)
+    nusc = NuScenes(args.data, args.version)
+    res = evaluate_model(model, nusc, scene_names_for_split(nusc, args.split), args.device, args.max_frames)
+    res["checkpoint"] = {"path": str(args.checkpoint), "step": meta.get("step"), "config": meta.get("config_name")}
+    Path(args.out).write_text(json.dumps(res, indent=2, default=float))
+    print(format_table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
