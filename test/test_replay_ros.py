@@ -1,4 +1,5 @@
 """Two-process tests: the replay node (spawned) publishes a synthetic scene; this process subscribes."""
+import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -133,3 +134,28 @@ def test_replay_rejects_bad_parameters(ros_env):
            "--width", "64", "--height", "36"]
     out = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "rate must be > 0" in out.stderr + out.stdout
+
+
+def test_replay_loop_and_scene_selection(tmp_path, ros_env):
+    """--scene picks one of two scenes; --loop starts it again (stamps repeat); SIGINT ends it cleanly."""
+    ds = generate_dataset(tmp_path, SyntheticConfig(seconds=0.5, width=64, height=36, num_scenes=2))
+    nusc = NuScenes(ds.dataroot)
+    wanted = [sd["timestamp"] * 1000 for sd in nusc.channel_stream(nusc.scene("scene-0916"), "CAM_FRONT")]
+    cmd = [sys.executable, "-m", "sparsedrive_ros.tools.replay", "--dataroot", str(ds.dataroot), "--scene",
+           "scene-0916", "--loop", "--wait-for-subscribers", "20", "--rate", "2.0"]
+    with RosContext() as ctx:
+        node = rclpy.create_node("replay_loop_listener", context=ctx)
+        col = Collector(node)
+        proc = subprocess.Popen(cmd, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            spin_until(node, lambda: len(col.images["CAM_FRONT"]) >= 3 * len(wanted) or proc.poll() is not None,
+                       TIMEOUT_S)
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        node.destroy_node()
+    got = col.images["CAM_FRONT"]
+    assert got[:3 * len(wanted)] == wanted * 3, out[-2000:]
+    assert proc.returncode == 0, out[-2000:]

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sparsedrive_ros.data.nuscenes import CAMERA_ORDER, LIDAR_CHANNEL
-from sparsedrive_ros.data.render import CameraModel, StaticScene, build_static_scene, render_camera
+from sparsedrive_ros.data.render import CameraModel, build_static_scene, render_camera
 from sparsedrive_ros.data.synthetic_world import (
     CAMERA_CALIBRATION,
     CAMERA_PERIOD_US,

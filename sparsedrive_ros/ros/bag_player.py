@@ -131,13 +131,16 @@ class BagPlayer(Node):
                 self._play_once()
                 if not s.loop:
                     break
-        except BaseException as exc:
-            self.error = exc
-            self.get_logger().error(f"playback failed: {exc}")
+        except BaseException as exc:  # surfaced by main(); the thread must not die silently
+            if rclpy.ok(context=self.context) and not self.stop.is_set():
+                self.error = exc
+                self.get_logger().error(f"playback failed: {exc}")
+            # else: Ctrl-C / shutdown invalidated the publishers mid-publish; a normal end
         finally:
             self.done.set()
-            self.get_logger().info(f"playback finished: {self.messages_published} messages, "
-                                   f"max lateness {self.pacer.max_lateness_s * 1e3:.1f} ms")
+            if rclpy.ok(context=self.context):
+                self.get_logger().info(f"playback finished: {self.messages_published} messages, "
+                                       f"max lateness {self.pacer.max_lateness_s * 1e3:.1f} ms")
 
     def _play_once(self) -> None:
         with Reader(self.settings.bag) as reader:

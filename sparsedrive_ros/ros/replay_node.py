@@ -262,12 +262,15 @@ class ReplayNode(Node):
                     break
                 self.get_logger().info("looping: dataset time jumps back to the first scene")
         except BaseException as exc:  # surfaced by main(); the thread must not die silently
-            self.error = exc
-            self.get_logger().error(f"replay failed: {exc}")
+            if rclpy.ok(context=self.context) and not self.stop.is_set():
+                self.error = exc
+                self.get_logger().error(f"replay failed: {exc}")
+            # else: Ctrl-C / shutdown invalidated the publishers mid-publish; a normal end
         finally:
             self.done.set()
-            self.get_logger().info(f"replay finished: {self.messages_published} messages, "
-                                   f"max lateness {self.pacer.max_lateness_s * 1e3:.1f} ms")
+            if rclpy.ok(context=self.context):
+                self.get_logger().info(f"replay finished: {self.messages_published} messages, "
+                                       f"max lateness {self.pacer.max_lateness_s * 1e3:.1f} ms")
 
     def _play(self, plan: ScenePlan) -> None:
         self.pacer.restart(plan.start_us * 1000)
