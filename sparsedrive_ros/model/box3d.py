@@ -39,14 +39,6 @@ def decode_box(box: Tensor) -> Tensor:
     return torch.cat([box[..., :3], box[..., LOG_SIZE].exp(), yaw[..., None], box[..., VEL]], dim=-1)
 
 
-def _yaw_rotation(anchor: Tensor) -> Tensor:
-    """[..., 11] -> [..., 3, 3] rotation about +z from the anchor's (unnormalised) sin/cos."""
-    cos, sin = anchor[..., COS_YAW], anchor[..., SIN_YAW]
-    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
-    rows = [torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1), torch.stack([zero, zero, one], -1)]
-    return torch.stack(rows, dim=-2)
-
-
 class SparseBox3DKeyPointsGenerator(nn.Module):
     """Key points of a box: fixed offsets (scaled by the box size) + learnable ones inside the box.
 
@@ -71,8 +63,10 @@ class SparseBox3DKeyPointsGenerator(nn.Module):
         if self.num_learnable_pts > 0 and instance_feature is not None:
             learnable = self.learnable_fc(instance_feature).unflatten(-1, (self.num_learnable_pts, 3))
             key_points = torch.cat([key_points, (learnable.sigmoid() - 0.5) * size], dim=-2)
-        rotation = _yaw_rotation(anchor)  # [B, N, 3, 3]
-        key_points = torch.matmul(rotation[:, :, None], key_points[..., None]).squeeze(-1)
+        # Rotation about +z by the anchor's (unnormalised) cos/sin, written out instead of N*P 3x3 products.
+        cos, sin = anchor[..., None, COS_YAW], anchor[..., None, SIN_YAW]
+        x, y, z = key_points.unbind(-1)
+        key_points = torch.stack([cos * x - sin * y, sin * x + cos * y, z], dim=-1)
         return key_points + anchor[..., None, :3]
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .box3d import SparseBox3DKeyPointsGenerator
@@ -32,8 +33,11 @@ def project_points(key_points: Tensor, projection_mat: Tensor, image_wh: Tensor)
     Returns:
         [B, N_cam, N, P, 2] (u / W, v / H); depth clamped at 1e-5 so points behind a camera land far outside.
     """
-    homogeneous = torch.cat([key_points, torch.ones_like(key_points[..., :1])], dim=-1)
-    points = torch.matmul(projection_mat[:, :, None, None], homogeneous[:, None, ..., None]).squeeze(-1)
+    batch, num_anchor, num_pts = key_points.shape[:3]
+    homogeneous = torch.cat([key_points, torch.ones_like(key_points[..., :1])], dim=-1).flatten(1, 2)
+    # One batched GEMM per camera instead of N*P tiny 4x4 products: [B, 1, N*P, 4] @ [B, cam, 4, 3].
+    points = torch.matmul(homogeneous[:, None], projection_mat[:, :, :3].transpose(-1, -2))
+    points = points.unflatten(2, (num_anchor, num_pts))  # [B, cam, N, P, 3]
     points = points[..., :2] / torch.clamp(points[..., 2:3], min=1e-5)
     return points / image_wh[:, :, None, None]
 
@@ -70,8 +74,10 @@ class DeformableFeatureAggregation(nn.Module):
         batch, num_anchor = instance_feature.shape[:2]
         # The camera embedding reads the raw first three rows of the pixel-unit projection matrix.
         camera_embed = self.camera_encoder(projection_mat[:, :, :3].reshape(batch, self.num_cams, 12))
-        feature = (instance_feature + anchor_embed)[:, :, None] + camera_embed[:, None]  # [B, N, cam, C]
-        logits = self.weights_fc(feature).reshape(batch, num_anchor, -1, self.num_groups)
+        # weights_fc is affine, so fc(f + e + cam) = fc(f + e) + W cam: N + cam rows instead of N x cam.
+        logits = (self.weights_fc(instance_feature + anchor_embed)[:, :, None]
+                  + F.linear(camera_embed, self.weights_fc.weight)[:, None])  # [B, N, cam, L*P*G]
+        logits = logits.reshape(batch, num_anchor, -1, self.num_groups)
         weights = logits.softmax(dim=-2).reshape(
             batch, num_anchor, self.num_cams, self.num_levels, self.num_pts, self.num_groups)
         if self.training and self.attn_drop > 0:
