@@ -69,6 +69,14 @@ def test_camera_outside_tolerance_is_missing_and_time_backwards_resets():
     assert [f.anchor_stamp_ns for f in frames] == [1000 * MS, 1083 * MS]
 
 
+def test_frame_decided_by_a_much_later_anchor_keeps_its_images():
+    sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0, buffer_seconds=2.0))
+    feed(sync, 1, start_ms=1000)
+    frames = feed(sync, 1, start_ms=9000)  # 8 s later (beyond the 2 s buffer) decides the frame at 1 s
+    assert [f.anchor_stamp_ns for f in frames] == [1000 * MS]
+    assert all(s is CameraStatus.OK for s in frames[0].status)
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="anchor_camera"):
         SyncConfig(CAMS, anchor_camera="CAM_TOP")

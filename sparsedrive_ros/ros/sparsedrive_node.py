@@ -191,7 +191,7 @@ class SparseDriveNode(Node):
             self.create_subscription(msg_type, f"{cam}{suffix}" if cam.startswith("/") else f"/{cam}{suffix}",
                                      lambda m, c=cam: self._on_image(c, m), qos_profile_sensor_data)
             self.create_subscription(CameraInfo, f"/{cam.lstrip('/')}{p.camera_info_suffix}",
-                                     lambda m, c=cam: self._camera_info.__setitem__(c, m), 10)
+                                     lambda m, c=cam: self._camera_info.__setitem__(c, m), qos_profile_sensor_data)
         self.create_subscription(UInt8, p.command_topic, self._on_command, 10)
 
     def _on_command(self, msg: UInt8) -> None:

@@ -104,11 +104,13 @@ class CameraSynchronizer:
         i = bisect.bisect_right(stream.stamps, stamp_ns)
         stream.stamps.insert(i, stamp_ns)
         stream.payloads.insert(i, payload)
-        cut = bisect.bisect_left(stream.stamps, stream.stamps[-1] - int(self.config.buffer_seconds * 1e9))
-        del stream.stamps[:cut], stream.payloads[:cut]
         if camera == self.config.anchor_camera:
             bisect.insort(self._pending, stamp_ns)
-        return self._decide()
+        frames = self._decide()
+        # Prune only after deciding, so a frame decided by a much later anchor still finds its own images.
+        cut = bisect.bisect_left(stream.stamps, stream.stamps[-1] - int(self.config.buffer_seconds * 1e9))
+        del stream.stamps[:cut], stream.payloads[:cut]
+        return frames
 
     def _closest(self, camera: str, anchor: int) -> Optional[int]:
         s = self._streams[camera].stamps
