@@ -5,10 +5,14 @@ VENV ?= .venv
 ENV := . scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast clean-venv
+.PHONY: setup setup-devkit demo test test-fast clean-venv
 
 setup:
 	@bash scripts/setup.sh
+
+# Optional: the official nuscenes-devkit as a test oracle (tests that need it skip without it).
+setup-devkit: setup
+	@bash scripts/setup_devkit.sh
 
 demo: setup
 	@$(ENV) python -m sparsedrive_ros.tools.demo $(DEMO_ARGS)
