@@ -111,3 +111,17 @@ def test_bad_inputs_raise_value_errors():
         Boxes(np.zeros((2, 3)), np.zeros((2, 3)), [0, 0], [0], [0, 0], [0, 0])
     with pytest.raises(ValueError, match="intrinsics"):
         CameraView("c", np.zeros((4, 4, 3), np.uint8), np.eye(4), np.eye(4))
+
+
+def test_strongest_keeps_best_boxes_their_forecasts_and_best_map():
+    boxes = Boxes(np.arange(12).reshape(4, 3), np.ones((4, 3)), [0, 0, 0, 0], [0, 1, 2, 3], [0.2, 0.9, 0.5, 0.7],
+                  [10, 11, 12, 13])
+    forecasts = [ObjectForecast(i, 0, np.zeros((1, 2, 3)), [1.0]) for i in (10, 11, 12, 13)]
+    lines = MapElements([np.full((2, 3), k, float) for k in range(3)], [0, 1, 2], [0.1, 0.8, 0.4])
+    frame = FrameOutputs(stamp_ns=1, boxes=boxes, forecasts=forecasts, map=lines)
+    top = frame.strongest(max_boxes=2, max_map=5, min_score=0.3)
+    assert top.boxes.ids.tolist() == [11, 13] and top.boxes.scores.tolist() == [0.9, 0.7]
+    np.testing.assert_array_equal(top.boxes.centers, [[3, 4, 5], [9, 10, 11]])
+    assert [f.instance_id for f in top.forecasts] == [11, 13]
+    assert top.map.labels.tolist() == [1, 2] and top.map.polylines[0][0, 0] == 1
+    assert len(frame.boxes) == 4  # the original is untouched

@@ -8,8 +8,8 @@ Then launch/nuscenes_replay.launch.py runs (through ROS 2 launch's stand-in runn
 ROS 2 wheels) with record:=true, in stages: the sparsedrive node and the recorder start first, the replay once
 the node says it is ready (loading the model takes a while and frames sent before would be lost). When the
 replay has ended and no new result has arrived for a while, everything is stopped with SIGINT and the bag and
-frames are listed. The model takes seconds per frame on a CPU: --rate slows the replay down (0.05 gives the
-node 10 s of wall time per 0.5 s key frame interval).
+frames are listed. The model takes 10-30 s per frame on a 2-core CPU: --rate slows the replay down (the default
+0.02 gives the node 25 s of wall time per 0.5 s key frame interval; a 2 s scene then takes about 4 minutes).
 """
 from __future__ import annotations
 
@@ -47,9 +47,10 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--out", default="demo_output", help="output directory (bag/, frames/ are replaced)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1")
     p.add_argument("--checkpoint", default="", help="SparseDrive weights; default: seeded random weights")
-    p.add_argument("--rate", type=float, default=0.05,
-                   help="replay speed (1.0 = real time); low enough for the model to keep up with 2 Hz key frames")
-    p.add_argument("--seconds", type=float, default=3.0, help="length of the synthetic scene (key frames every 0.5 s)")
+    p.add_argument("--rate", type=float, default=0.02,
+                   help="replay speed (1.0 = real time). The default gives the node 25 s of wall time per 0.5 s key "
+                        "frame interval: the CPU model took 10-30 s per frame on 2 busy cores. On a GPU use ~0.5")
+    p.add_argument("--seconds", type=float, default=2.0, help="length of the synthetic scene (key frames every 0.5 s)")
     return p.parse_args(argv)
 
 

@@ -66,6 +66,9 @@ class RecorderConfig:
     image_tolerance_s: float = 0.1  # max |image stamp - wanted stamp| for an overlay
     image_history_s: float = 30.0  # how long images are kept waiting for their frame's outputs (ROS time)
     max_pending_frames: int = 3  # incomplete frames kept before the oldest is rendered with what it has
+    draw_max_boxes: int = 60  # the best-scoring boxes drawn per frame (all are recorded)
+    draw_max_map: int = 40  # the best-scoring map polylines drawn per frame
+    draw_min_score: float = 0.0  # nothing below this score is drawn
     bev_view: BevView = BevView()
     tile_size: Tuple[int, int] = (480, 270)
 
@@ -311,6 +314,11 @@ class Recording:
         try:
             outputs = frame_from_messages(m.get("detections"), m.get("map"), m.get("forecasts"), m.get("plan"),
                                           m.get("frame_info"))
+            total = (len(outputs.boxes), len(outputs.map.polylines))
+            outputs = outputs.strongest(self.config.draw_max_boxes, self.config.draw_max_map,
+                                        self.config.draw_min_score)
+            outputs.info["drawn"] = (f"{len(outputs.boxes)} of {total[0]} boxes, "
+                                     f"{len(outputs.map.polylines)} of {total[1]} map elements")
             bev = render_bev(outputs, self.config.bev_view)
             overlays = self._camera_overlays(outputs, m.get("frame_info"))
             mosaic = camera_mosaic(overlays, self.config.tile_size)

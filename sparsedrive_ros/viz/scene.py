@@ -5,7 +5,7 @@ ego vehicle sits at the origin heading +y. Lengths in metres, angles in radians.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -134,6 +134,22 @@ class FrameOutputs:
     forecasts: List[ObjectForecast] = field(default_factory=list)
     plan: Optional[Plan] = None
     info: Dict[str, str] = field(default_factory=dict)  # short text lines for the header (latency, resets)
+
+    def strongest(self, max_boxes: int, max_map: int, min_score: float = 0.0) -> "FrameOutputs":
+        """A copy with at most the `max_boxes` / `max_map` best-scoring boxes / map elements at or above
+        `min_score`, and only the forecasts of kept boxes (the model publishes up to 300 boxes and 100 polylines,
+        too many to read in a picture, especially with untrained weights)."""
+        if max_boxes < 0 or max_map < 0:
+            raise ValueError(f"max_boxes and max_map must be >= 0, got {max_boxes}, {max_map}")
+        b = self.boxes
+        keep = [k for k in np.argsort(-b.scores, kind="stable") if b.scores[k] >= min_score][:max_boxes]
+        boxes = Boxes(b.centers[keep], b.sizes[keep], b.yaws[keep], b.labels[keep], b.scores[keep], b.ids[keep])
+        m = self.map
+        keep_map = [k for k in np.argsort(-m.scores, kind="stable") if m.scores[k] >= min_score][:max_map]
+        kept_ids = {int(i) for i in boxes.ids}
+        return replace(self, boxes=boxes,
+                       map=MapElements([m.polylines[k] for k in keep_map], m.labels[keep_map], m.scores[keep_map]),
+                       forecasts=[f for f in self.forecasts if int(f.instance_id) in kept_ids])
 
 
 @dataclass
