@@ -142,7 +142,8 @@ class CameraSynchronizer:
 
     def _assemble(self, anchor: int, found: dict, missing: Sequence[str]) -> Optional[SyncedFrame]:
         cfg = self.config
-        if self._last_emitted is not None and anchor - self._last_emitted < int(cfg.min_frame_interval * 1e9) - self._tol // 2:
+        # Strict: 12 Hz sweeps 5 frames apart (0.417 s) must not pass a 0.45 s throttle meant for 2 Hz key frames.
+        if self._last_emitted is not None and anchor - self._last_emitted < int(cfg.min_frame_interval * 1e9):
             self.counters["throttled"] += 1
             return None
         payloads, stamps, status = [], [], []
