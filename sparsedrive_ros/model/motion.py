@@ -225,6 +225,7 @@ class MotionPlanningHead(nn.Module):
                  plan_anchor: Optional[Tensor] = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.embed_dims = embed_dims
         self.operation_order = motion_operation_order(cfg.num_blocks)
         self.instance_queue = InstanceQueue(embed_dims, cfg.queue_length, cfg.tracking_threshold, feature_map_hw,
                                             cfg.ego_size)
@@ -286,9 +287,9 @@ class MotionPlanningHead(nn.Module):
         temp_feature = queue.temp_feature.flatten(0, 1)
         temp_mask = queue.temp_mask.flatten(0, 1)
         motion_query_init = self.motion_anchor_encoder(
-            sine_position_embedding(self.agent_mode_anchors(det_cls_scores, det_anchor)[..., -1, :]))
+            sine_position_embedding(self.agent_mode_anchors(det_cls_scores, det_anchor)[..., -1, :], self.embed_dims))
         plan_anchor = self.plan_anchor[None].expand(feature.shape[0], -1, -1, -1, -1)
-        plan_query_init = self.plan_anchor_encoder(sine_position_embedding(plan_anchor[..., -1, :]))
+        plan_query_init = self.plan_anchor_encoder(sine_position_embedding(plan_anchor[..., -1, :], self.embed_dims))
         plan_query_init = plan_query_init.flatten(1, 2)[:, None]  # [B, 1, cmd*M_ego, C]
 
         feature_sel = torch.cat([feature_sel, queue.ego_feature], dim=1)  # [B, num_det+1, C]
