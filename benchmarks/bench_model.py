@@ -1,0 +1,202 @@
+"""Per-stage timing of one full SparseDrive frame (6 cameras, 256x704) with the temporal state carried.
+
+    python benchmarks/bench_model.py [--iters 5] [--device cpu|cuda] [--dtype float32|float64]
+                                     [--autocast bf16|fp16] [--checkpoint FILE] [--stage 2] [--threads N]
+
+Prints the median over iterations (the first, a warm-up without history, is dropped) of: backbone, neck,
+det head, map head, motion/planning head, decoders + glue (frame total minus the modules), frame total, the share
+spent in deformable aggregation (visible samples per call) and the peak RSS (ru_maxrss). Random weights unless
+--checkpoint is given; a nuScenes-like camera rig so that key points are visible in one or two cameras.
+Targets on the 2-core CPU (float32): three heads <= 1.5 s, frame <= 4 s, peak RSS <= 2 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import statistics
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from sparsedrive_ros.model import FrameInputs, build_sparsedrive, dfa
+from sparsedrive_ros.model import deformable_aggregation as da_module
+from sparsedrive_ros.model.checkpoint import check_state_dict, detect_stage, load_checkpoint
+from sparsedrive_ros.model.preprocess import inference_transform, update_projection
+
+STAGES = {"backbone": "img_backbone", "neck": "img_neck", "det head": "head.det_head", "map head": "head.map_head",
+          "motion/planning": "head.motion_plan_head"}
+# nuScenes camera yaws (degrees, FRONT, FRONT_RIGHT, FRONT_LEFT, BACK, BACK_LEFT, BACK_RIGHT) about the lidar z axis.
+CAMERA_YAWS = (0.0, -55.0, 55.0, 180.0, 110.0, -110.0)
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def nuscenes_like_projection() -> torch.Tensor:
+    """[1, 6, 4, 4] lidar -> pixels of the 704x256 input: 1600x900 intrinsics, then the 0.44 resize + crop."""
+    intrinsics = np.array([[1266.4, 0, 816.3, 0], [0, 1266.4, 491.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    axes = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # lidar (x right, y forward, z up) -> camera (z forward)
+    mats = []
+    for yaw in CAMERA_YAWS:
+        a = math.radians(yaw)
+        rot = np.array([[math.cos(a), math.sin(a), 0], [-math.sin(a), math.cos(a), 0], [0, 0, 1]])
+        lidar2cam = np.eye(4)
+        lidar2cam[:3, :3] = axes @ rot
+        lidar2cam[:3, 3] = [0.0, 0.3, -0.8]  # camera ~1 m from the lidar, a little lower
+        mats.append(update_projection(intrinsics @ lidar2cam, inference_transform((900, 1600))))
+    return torch.tensor(np.stack(mats), dtype=torch.float32)[None]
+
+
+def make_frame(k: int, gen: torch.Generator) -> FrameInputs:
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[1, 3] = 2.5 * k  # 2.5 m forward per 0.5 s frame
+    return FrameInputs(
+        images=torch.randn(1, 6, 3, 256, 704, generator=gen),
+        projection_mat=nuscenes_like_projection(),
+        image_wh=torch.tensor([[704.0, 256.0]] * 6)[None],
+        timestamp=torch.tensor([1533151603.0 + 0.5 * k], dtype=torch.float64),
+        T_global=pose[None], T_global_inv=torch.linalg.inv(pose)[None],
+        command=torch.tensor([2]),
+    )
+
+
+class StageTimer:
+    """Forward hooks that time named submodules (synchronising CUDA) and a wrapper around the DFA sampling."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        self.device = device
+        self.times: dict[str, float] = defaultdict(float)
+        self.cpu_times: dict[str, float] = defaultdict(float)
+        self._starts: dict[str, tuple[float, float]] = {}
+        for stage, path in STAGES.items():
+            module = model.get_submodule(path) if _has_submodule(model, path) else None
+            if module is not None:
+                module.register_forward_pre_hook(lambda *_, s=stage: self._start(s))
+                module.register_forward_hook(lambda *_, s=stage: self._stop(s))
+        self.da_calls = 0
+        self.da_samples: list[int] = []
+        original = dfa.deformable_aggregation
+
+        def timed(feature_maps, points, weights, **kwargs):
+            self._start("deformable aggregation")
+            out = original(feature_maps, points, weights, **kwargs)
+            self._stop("deformable aggregation")
+            self.da_calls += 1
+            self.da_samples.append(int(da_module.valid_sample_mask(points).sum()))
+            return out
+
+        dfa.deformable_aggregation = timed  # the name the DFA module calls
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def _start(self, stage: str) -> None:
+        self._sync()
+        self._starts[stage] = (time.perf_counter(), time.process_time())
+
+    def _stop(self, stage: str) -> None:
+        self._sync()
+        wall, cpu = self._starts.pop(stage)
+        self.times[stage] += time.perf_counter() - wall
+        self.cpu_times[stage] += time.process_time() - cpu
+
+    def reset(self) -> None:
+        self.times = defaultdict(float)
+        self.cpu_times = defaultdict(float)
+        self.da_samples = []
+
+
+def _has_submodule(model: torch.nn.Module, path: str) -> bool:
+    try:
+        return model.get_submodule(path) is not None
+    except AttributeError:
+        return False
+
+
+def build_model(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    torch.manual_seed(0)
+    state_dict = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    stage = args.stage or (detect_stage(state_dict) if state_dict is not None else 2)
+    model = build_sparsedrive(stage)
+    if state_dict is not None:
+        check_state_dict(state_dict, model)
+        model.load_state_dict(state_dict)
+    if args.autocast:
+        model.backbone_autocast = AUTOCAST[args.autocast]
+    return model.eval().to(device=device, dtype=dtype)
+
+
+def _report(per_stage: dict[str, list[float]], totals: list[float], kind: str) -> dict[str, float]:
+    """Median ms per stage plus the derived rows (decoders + glue = frame - modules, three heads)."""
+    med = {stage: statistics.median(values) * 1e3 for stage, values in per_stage.items()}
+    med["frame total"] = statistics.median(totals) * 1e3
+    med["decoders + glue"] = med["frame total"] - sum(med.get(stage, 0.0) for stage in STAGES)
+    med["three heads"] = sum(med.get(stage, 0.0) for stage in ("det head", "map head", "motion/planning"))
+    return med
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iters", type=int, default=5, help="timed frames after one warm-up frame")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--autocast", choices=sorted(AUTOCAST), help="backbone/neck autocast dtype (P27)")
+    parser.add_argument("--checkpoint", help="weights (.pth/.safetensors); random weights if absent")
+    parser.add_argument("--stage", type=int, choices=(1, 2), help="default: from the checkpoint, else 2")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--profile", action="store_true", help="print the top torch ops of the last frame")
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    model = build_model(args, device, dtype)
+    timer = StageTimer(model, device)
+    state = model.new_state()
+    gen = torch.Generator().manual_seed(0)
+    frames = [make_frame(k, gen) for k in range(args.iters + 1)]
+    totals, cpu_totals, per_stage, cpu_per_stage, da_samples = [], [], defaultdict(list), defaultdict(list), []
+    for k, inputs in enumerate(frames):
+        timer.reset()
+        profiling = args.profile and k == len(frames) - 1
+        profiler = torch.profiler.profile() if profiling else nullcontext()
+        with torch.inference_mode(), profiler as prof:
+            timer._sync()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            model(inputs, state)
+            timer._sync()
+            total, cpu_total = time.perf_counter() - start, time.process_time() - cpu_start
+        if k == 0:
+            continue  # warm-up frame (no history, allocator growth)
+        totals.append(total)
+        cpu_totals.append(cpu_total)
+        for stage, seconds in timer.times.items():
+            per_stage[stage].append(seconds)
+            cpu_per_stage[stage].append(timer.cpu_times[stage])
+        da_samples = timer.da_samples
+    print(f"device={device} dtype={args.dtype} autocast={args.autocast} threads={torch.get_num_threads()} "
+          f"iters={args.iters} weights={'checkpoint' if args.checkpoint else 'random'}")
+    print(f"  {'stage (median)':<24} {'wall ms':>9} {'cpu ms':>9}   (cpu = process CPU time, all threads)")
+    wall = _report(per_stage, totals, "wall")
+    cpu = _report(cpu_per_stage, cpu_totals, "cpu")
+    for stage in [*STAGES, "decoders + glue", "three heads", "frame total"]:
+        if stage in wall:
+            target = {"three heads": "   target <= 1500 ms (2-core CPU, fp32)",
+                      "frame total": "   target <= 4000 ms"}.get(stage, "")
+            print(f"  {stage:<24} {wall[stage]:9.1f} {cpu[stage]:9.1f}{target}")
+    if "deformable aggregation" in wall:
+        print(f"  of which deformable aggregation {wall['deformable aggregation']:.1f} ms wall "
+              f"({cpu['deformable aggregation']:.1f} ms cpu) in {len(da_samples)} calls, "
+              f"visible samples per call {min(da_samples)}..{max(da_samples)}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (target <= 2048 MiB)")
+    if device.type == "cuda":
+        print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    if args.profile:
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+if __name__ == "__main__":
+    main()
