@@ -33,8 +33,10 @@ class DemoTimeouts:
     ready_s: float = 600.0  # model construction (and checkpoint loading) on a busy CPU
     discovery_s: float = 3.0  # the replay's start delay once matched: the node's subscriptions match too
     replay_s: float = 1800.0
-    min_idle_s: float = 20.0  # after the replay: quiet time that means the last result has arrived
-    idle_latency_factor: float = 2.5  # ... or this many times the last frame's latency, whichever is longer
+    # After the replay, the node holds at most one frame in work and one waiting: once no result has come for
+    # longer than one frame's latency (with margin), the waiting one has been published too.
+    min_idle_s: float = 15.0
+    idle_latency_factor: float = 1.5
     stop_s: float = 60.0
 
 
