@@ -125,3 +125,16 @@ def test_strongest_keeps_best_boxes_their_forecasts_and_best_map():
     assert [f.instance_id for f in top.forecasts] == [11, 13]
     assert top.map.labels.tolist() == [1, 2] and top.map.polylines[0][0, 0] == 1
     assert len(frame.boxes) == 4  # the original is untouched
+
+
+def test_viz_and_launch_runner_import_no_rclpy():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import sparsedrive_ros.viz, sparsedrive_ros.viz.recording, sparsedrive_ros.launch_runner; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'launch', 'launch_ros')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
