@@ -18,7 +18,7 @@ import yaml
 from sparsedrive_ros.runtime.tf_buffer import matrix_to_quat
 from sparsedrive_ros.viz.draw import DETECTION_COLORS
 from sparsedrive_ros.viz.recording import (CAMERA_NAMES, FRAME_TOPICS, FrameAssembler, Recording, RecorderConfig,
-                                           installed_type_hashes, package_typestore, verify_type_hashes)
+                                           installed_type_hashes, package_typestore, render_bag, verify_type_hashes)
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_533_000_000 * 10**9 + 250_000_000  # ns
@@ -205,6 +205,10 @@ def test_recording_writes_bag_and_renders_outputs_through_tf(tmp_path, store):
     static_bottom = 450 + 1000 * 1.5 / (depth + 2.0)
     assert bottom - static_bottom > 10 and car_near(frame, u0 + 840, round(bottom), radius=1)
     assert not car_near(frame, u0 + 840, round(static_bottom), radius=1)
+    # The bag holds everything needed to render the same picture again, offline.
+    again = render_bag(tmp_path / "rec" / "bag", tmp_path / "again", tile_size=(1600, 900))
+    assert [p.name for p in again] == ["frame_000005.png"] and not (tmp_path / "again" / "bag").exists()
+    assert np.array_equal(cv2.imread(str(again[0])), frame)
     progress = json.loads((tmp_path / "rec" / "progress.json").read_text())
     assert progress["frames_rendered"] == 1 and progress["frames_received"] == 1 and progress["finished"]
     assert progress["last_frame_index"] == 5 and progress["last_total_latency"] == pytest.approx(3.7)

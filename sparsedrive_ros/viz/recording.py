@@ -1,7 +1,7 @@
 """ROS-free core of the recorder: serialized messages in, an MCAP rosbag2 and one PNG per model frame out.
 
 The ROS node (ros/recorder.py) only subscribes with raw=True and hands (topic, bytes, receive stamp) here, so
-this part runs and is tested without rclpy, and the same code could render a recorded bag offline.
+this part runs and is tested without rclpy, and render_bag() renders a recorded bag again offline.
 
 Output directory layout:
     <out_dir>/bag/            rosbag2 (MCAP, metadata version 8 so Humble can read it)
@@ -60,6 +60,7 @@ class RecorderConfig:
     camera_info_topic_format: str = "/{camera}/camera_info"
     command_topic: str = "/sparsedrive/command"  # std_msgs/UInt8 driving command, recorded as an input
     record_inputs: bool = True  # also write images, camera_info and TF into the bag (replayable, re-renderable)
+    write_bag: bool = True  # False: render only (e.g. re-rendering a recorded bag)
     render: bool = True
     fixed_frame: str = "map"  # camera images at their own stamps are related to the outputs through this frame
     vehicle_frame: str = "base_link"  # the ground plane is z = 0 here
@@ -256,7 +257,8 @@ class Recording:
         self.intrinsics: Dict[str, np.ndarray] = {}
         self.camera_of_topic = {config.image_topic_format.format(camera=c): c for c in config.camera_names}
         self.camera_of_info = {config.camera_info_topic_format.format(camera=c): c for c in config.camera_names}
-        self.bag = BagWriter(self.bag_dir, self.store, latched_topics=("/tf_static", config.command_topic))
+        self.bag = BagWriter(self.bag_dir, self.store, latched_topics=("/tf_static", config.command_topic)) \
+            if config.write_bag else None
         self.input_topics = (set(self.camera_of_topic) | set(self.camera_of_info)
                              | {"/tf", "/tf_static", config.command_topic})
         self.assembler = FrameAssembler(self._on_frame, config.max_pending_frames)
@@ -272,7 +274,7 @@ class Recording:
         if typename is None:
             raise ValueError(f"recorder got a message on unknown topic {topic!r}")
         is_input = topic in self.input_topics
-        if not is_input or self.config.record_inputs:
+        if self.bag is not None and (not is_input or self.config.record_inputs):
             self.bag.write(topic, typename, stamp, raw)
         now = time.time()
         self._progress["last_input_wall" if is_input else "last_output_wall"] = now
@@ -294,7 +296,8 @@ class Recording:
 
     def close(self) -> None:
         self.assembler.flush()
-        self.bag.close()
+        if self.bag is not None:
+            self.bag.close()
         self._write_progress(finished=True)
 
     # Rendering -------------------------------------------------------------------------------------------------
@@ -382,7 +385,7 @@ class Recording:
         return overlays
 
     def _write_progress(self, finished: bool = False) -> None:
-        self._progress["messages"] = dict(self.bag.counts)
+        self._progress["messages"] = dict(self.bag.counts) if self.bag is not None else {}
         self._progress["render_errors"] = self.render_errors
         self._progress["finished"] = finished
         path = Path(self.config.out_dir) / "progress.json"
@@ -390,3 +393,16 @@ class Recording:
         tmp.write_text(json.dumps(self._progress, indent=1))
         tmp.replace(path)
         self._progress_written = time.time()
+
+
+def render_bag(bag_dir: Path, out_dir: Path, **config) -> List[Path]:
+    """Renders the frames of a bag recorded by the recorder (or any bag with the same topics) into out_dir/frames."""
+    from rosbags.rosbag2 import Reader
+
+    recording = Recording(RecorderConfig(out_dir=Path(out_dir), write_bag=False, **config), log=lambda line: None)
+    with Reader(Path(bag_dir)) as reader:
+        for conn, stamp, raw in reader.messages():
+            if conn.topic in recording.topics:
+                recording.handle(conn.topic, bytes(raw), stamp)
+    recording.close()
+    return recording.rendered
