@@ -140,3 +140,12 @@ def test_cuda_matches_cpu_reference():
     ref = deformable_aggregation_reference(maps, pts, weights)
     fast = deformable_aggregation([m.cuda() for m in maps], pts.cuda(), weights.cuda(), chunk_size=11)
     torch.testing.assert_close(fast.cpu(), ref, rtol=0, atol=1e-12)
+
+
+def test_half_precision_maps_are_computed_in_float32_even_under_autocast():
+    maps, pts, weights = _random_case(10, dtype=torch.float32)
+    ref = deformable_aggregation_reference([m.bfloat16().float() for m in maps], pts, weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = deformable_aggregation([m.bfloat16() for m in maps], pts, weights)
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)

@@ -232,11 +232,12 @@ def deformable_aggregation(
     level_shapes = [(int(fmap.shape[3]), int(fmap.shape[4])) for fmap in feature_maps]
     num_rows = batch * num_anchors
     out = sample_points.new_zeros(groups, num_rows, channels // groups)
-    for start in range(0, sample_points.shape[0], chunk_size):
-        chunk = slice(start, start + chunk_size)
-        out = out + _aggregate_chunk(
-            tables, level_shapes, sample_points[chunk], sample_weights[chunk], camera_index[chunk],
-            out_row[chunk], num_rows,
-        )
+    with torch.autocast(points.device.type, enabled=False):  # the original op always runs in float32 or wider
+        for start in range(0, sample_points.shape[0], chunk_size):
+            chunk = slice(start, start + chunk_size)
+            out = out + _aggregate_chunk(
+                tables, level_shapes, sample_points[chunk], sample_weights[chunk], camera_index[chunk],
+                out_row[chunk], num_rows,
+            )
     # [G, B*A, C/G] -> [B, A, C]
     return out.permute(1, 0, 2).reshape(batch, num_anchors, channels)
