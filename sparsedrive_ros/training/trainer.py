@@ -297,19 +297,20 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             total.backward()
-        grad_norm = float("nan")
-        if self.cfg.optim.grad_clip > 0:
-            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
+        max_norm = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        skipped = not math.isfinite(grad_norm) and self.scaler is None
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            self.scaler.step(self.optimizer)  # the scaler skips non-finite steps itself
             self.scaler.update()
-        else:
+        elif not skipped:
             self.optimizer.step()
+        # else: a non-finite gradient with a finite loss would poison every weight; drop this step.
         self.step += 1
         record = {k: float(v.detach()) for k, v in losses.items()}
         record = self._mean_over_ranks(record)
-        record.update(step=self.step, loss=sum(v for k, v in record.items() if k not in ("step",)), lr=lr,
-                      grad_norm=grad_norm)
+        record.update(step=self.step, loss=sum(record.values()), lr=lr, grad_norm=grad_norm,
+                      skipped=int(skipped))
         return record
 
     def _mean_over_ranks(self, record: dict[str, float]) -> dict[str, float]:

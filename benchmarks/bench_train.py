@@ -1,0 +1,78 @@
+"""Training throughput and a short loss-drop run on a synthetic dataset (prints numbers; GPU if available).
+
+    python benchmarks/bench_train.py --work /tmp/bench_train [--tiny-steps 100] [--full-steps 5]
+
+1. tiny config (ResNet-18, 128x320): --tiny-steps steps, loss of the first/last 10 steps, s/step.
+2. stage1 / stage2 configs (ResNet-50, 256x704, batch 1): --full-steps steps each, s/step, peak CUDA memory.
+"""
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsedrive_ros.data.nuscenes import NuScenes
+from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset
+from sparsedrive_ros.training.config import get_config
+from sparsedrive_ros.training.dataset import SparseDriveTrainData, scene_names_for_split
+from sparsedrive_ros.training.trainer import DistEnv, Trainer
+
+
+def run(name, nusc, work, steps, device, amp, batch_size=None):
+    cfg = get_config(name)
+    cfg = dataclasses.replace(cfg, max_steps=max(steps, 2), amp=amp, batch_size=batch_size or cfg.batch_size)
+    data = SparseDriveTrainData(nusc, scene_names_for_split(nusc, "all"), cfg.aug)
+    env = DistEnv(device=torch.device(device))
+    trainer = Trainer(cfg, data, work / name, env, resume=False)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    losses, times, data_times = [], [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        batch = trainer.next_batch()
+        t1 = time.perf_counter()
+        rec = trainer.train_step(batch)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t1)
+        data_times.append(t1 - t0)
+        losses.append(rec["loss"])
+    k = min(10, max(1, steps // 3))
+    out = {"config": name, "steps": steps, "batch": cfg.batch_size, "amp": amp,
+           "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
+           "s_per_step_median": float(np.median(times[1:] if steps > 1 else times)),
+           "data_s_per_step_median": float(np.median(data_times)),
+           "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
+           "skipped": 0}
+    print(json.dumps(out), flush=True)
+    trainer.save()
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--work", default="/tmp/bench_train")
+    p.add_argument("--tiny-steps", type=int, default=100)
+    p.add_argument("--full-steps", type=int, default=5)
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--width", type=int, default=800)
+    args = p.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    work = Path(args.work)
+    t = time.perf_counter()
+    generate_dataset(work / "data", SyntheticConfig(seconds=3.0, num_scenes=2, width=args.width,
+                                                    height=args.width * 9 // 16))
+    print(f"dataset {time.perf_counter() - t:.1f} s; device {device}", flush=True)
+    nusc = NuScenes(work / "data", "v1.0-mini")
+    run("tiny", nusc, work, args.tiny_steps, device, args.amp)
+    for name in ("stage1", "stage2"):
+        if args.full_steps > 0:
+            run(name, nusc, work, args.full_steps, device, args.amp, batch_size=1)
+
+
+if __name__ == "__main__":
+    main()
