@@ -58,7 +58,8 @@ def main():
     p.add_argument("--work", default="/tmp/bench_train")
     p.add_argument("--tiny-steps", type=int, default=100)
     p.add_argument("--full-steps", type=int, default=5)
-    p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp", action="store_true", help="fp16 autocast for the tiny run")
+    p.add_argument("--amp-full", action="store_true", help="fp16 autocast for the stage1/stage2 runs")
     p.add_argument("--width", type=int, default=800)
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -68,10 +69,13 @@ def main():
                                                     height=args.width * 9 // 16))
     print(f"dataset {time.perf_counter() - t:.1f} s; device {device}", flush=True)
     nusc = NuScenes(work / "data", "v1.0-mini")
-    run("tiny", nusc, work, args.tiny_steps, device, args.amp)
-    for name in ("stage1", "stage2"):
-        if args.full_steps > 0:
-            run(name, nusc, work, args.full_steps, device, args.amp, batch_size=1)
+    jobs = [("tiny", args.tiny_steps, args.amp, None)]
+    jobs += [(name, args.full_steps, args.amp_full, 1) for name in ("stage1", "stage2") if args.full_steps > 0]
+    for name, steps, amp, batch in jobs:
+        try:
+            run(name, nusc, work, steps, device, amp, batch_size=batch)
+        except Exception as exc:  # report and go on with the next configuration
+            print(json.dumps({"config": name, "error": repr(exc)[:500]}), flush=True)
 
 
 if __name__ == "__main__":
