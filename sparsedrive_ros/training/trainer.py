@@ -168,7 +168,10 @@ class TrainingModule(nn.Module):
         det, map_out, motion = model.forward_heads(channels_last_feature_maps(levels), inputs, self.state)
         self.state.frames_seen += 1
         outputs.update(raw_arrays(det, map_out, motion))
-        return self.criterion(outputs, batch.gt)
+        # Losses in float32 even under AMP (fp16 sums of L1 terms lose precision).
+        outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
+        with torch.autocast(images.device.type, enabled=False):
+            return self.criterion(outputs, batch.gt)
 
 
 # ----------------------------------------------------------------------------------------------------------
