@@ -124,13 +124,14 @@ def build_pipeline(p: NodeParams, logger) -> SparseDrivePipeline:
     """The model (checkpoint or seeded random weights) wrapped in a pipeline. Raises on a bad checkpoint."""
     import torch
 
-    from sparsedrive_ros.model.checkpoint import load_checkpoint
+    from sparsedrive_ros.model.checkpoint import check_state_dict, load_checkpoint
     from sparsedrive_ros.model.sparsedrive import build_sparsedrive
 
     torch.manual_seed(p.seed)
     model = build_sparsedrive(stage=p.stage)
     if p.checkpoint:
         state_dict = load_checkpoint(p.checkpoint)
+        check_state_dict(state_dict, model)  # names every missing/unexpected key and shape conflict
         model.load_state_dict(state_dict, strict=True)
         logger.info(f"loaded checkpoint {p.checkpoint}")
     else:

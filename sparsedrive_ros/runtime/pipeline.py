@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sparsedrive_ros.geometry.projection import viewpad
+from sparsedrive_ros.model.preprocess import inference_transform, preprocess_image
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveStream
 
 DET_CLASS_NAMES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
@@ -79,24 +80,6 @@ class PipelineResult:
     plan_mode: int = 0
     ego_status: Optional[np.ndarray] = None         # [10]
     timings: dict[str, float] = field(default_factory=dict)  # s per stage
-
-
-def preprocess_image_with_transform(image_bgr: np.ndarray, out_hw: tuple[int, int]):
-    """STOPGAP until model.preprocess lands: resize + bottom crop + normalise; returns (tensor, A)."""
-    import cv2
-    h, w = image_bgr.shape[:2]
-    oh, ow = out_hw
-    scale = max(oh / h, ow / w)
-    rw, rh = int(round(w * scale)), int(round(h * scale))
-    resized = cv2.resize(image_bgr, (rw, rh), interpolation=cv2.INTER_AREA)
-    top, left = rh - oh, (rw - ow) // 2
-    crop = resized[top:top + oh, left:left + ow, ::-1].astype(np.float32)
-    mean = np.array([123.675, 116.28, 103.53], np.float32)
-    std = np.array([58.395, 57.12, 57.375], np.float32)
-    a = np.eye(4)
-    a[0, 0] = a[1, 1] = scale
-    a[0, 2], a[1, 2] = -left, -top
-    return torch.from_numpy(((crop - mean) / std).transpose(2, 0, 1).copy()), a
 
 
 class StageTimer:
@@ -179,9 +162,10 @@ class SparseDrivePipeline:
                 # Masked camera: black input and an all-zero projection, so every key point projects to
                 # (0, 0) with depth clamped to 1e-5 and fails the kernel's strict 0 < u, v < 1 test.
                 continue
-            tensor, transform = preprocess_image_with_transform(image, (h, w))
-            images[i] = tensor
-            projection[i] = transform @ viewpad(req.intrinsics[i]) @ req.cam_from_ref[i]
+            # The original's test-time resize (Pillow bicubic) + bottom crop, and the matching projection update.
+            transform = inference_transform(tuple(image.shape[:2]), (h, w))
+            images[i] = preprocess_image(image, transform)
+            projection[i] = transform.matrix() @ viewpad(req.intrinsics[i]) @ req.cam_from_ref[i]
         ref_to_global = np.asarray(req.ref_to_global, dtype=np.float64)
         return FrameInputs(
             images=images[None],
