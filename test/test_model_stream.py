@@ -169,3 +169,17 @@ def test_training_forward_reaches_every_trainable_parameter() -> None:
                if p.requires_grad and not name.startswith("depth_branch.") and p.grad is None]
     assert missing == []
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_frame_inputs_create_from_numpy_and_scalars(tiny_model) -> None:
+    ref = frame(T0 + 0.25, forward=1.0, command=0, seed=9)
+    built = FrameInputs.create(ref.images[0].numpy(), ref.projection_mat[0].numpy(), T0 + 0.25,
+                               ref.T_global[0].numpy(), command=0)
+    assert built.timestamp.dtype == torch.float64 and built.timestamp.tolist() == [T0 + 0.25]
+    torch.testing.assert_close(built.T_global_inv, ref.T_global_inv)
+    torch.testing.assert_close(built.image_wh, ref.image_wh)
+    one_hot = FrameInputs.create(ref.images, ref.projection_mat, T0, ref.T_global[0], command=[0.0, 0.0, 1.0])
+    assert one_hot.command.shape == (1, 3)
+    out_a = SparseDriveStream(tiny_model).step(built)
+    out_b = SparseDriveStream(tiny_model).step(ref)
+    torch.testing.assert_close(out_a.planning.final, out_b.planning.final)

@@ -57,6 +57,35 @@ class FrameInputs:
     T_global_inv: Tensor    # [B, 4, 4] float64 global -> lidar
     command: Tensor         # [B] int64 index (0 right, 1 left, 2 straight) or [B, 3] one-hot
 
+    @classmethod
+    def create(cls, images, projection_mat, timestamp, T_global, command=2, image_wh=None,
+               T_global_inv=None) -> "FrameInputs":
+        """Build a batch-of-one frame from numpy arrays / tensors / Python scalars.
+
+        images [N_cam, 3, H, W] (or batched), projection_mat [N_cam, 4, 4], timestamp float seconds,
+        T_global [4, 4] lidar -> global; command an int index or a one-hot [3]; image_wh defaults to (W, H)
+        of the images; T_global_inv defaults to the float64 inverse of T_global.
+        """
+        images = torch.as_tensor(images)
+        if images.dim() == 4:
+            images = images[None]
+        batch, num_cams, _, height, width = images.shape
+        projection_mat = torch.as_tensor(projection_mat).reshape(batch, num_cams, 4, 4)
+        if image_wh is None:
+            image_wh = torch.tensor([float(width), float(height)]).expand(batch, num_cams, 2).clone()
+        T_global = torch.as_tensor(T_global, dtype=torch.float64).reshape(batch, 4, 4)
+        if T_global_inv is None:
+            T_global_inv = torch.linalg.inv(T_global)
+        command = torch.as_tensor(command)
+        command = command.reshape(batch, -1) if command.dim() >= 1 and command.numel() == 3 * batch \
+            else command.reshape(batch).long()
+        return cls(images=images, projection_mat=projection_mat,
+                   image_wh=torch.as_tensor(image_wh).reshape(batch, num_cams, 2),
+                   timestamp=torch.as_tensor(timestamp, dtype=torch.float64).reshape(batch),
+                   T_global=T_global,
+                   T_global_inv=torch.as_tensor(T_global_inv, dtype=torch.float64).reshape(batch, 4, 4),
+                   command=command)
+
     def validate(self, num_cams: int, image_hw: Sequence[int]) -> None:
         images = self.images
         if images.dim() != 5 or images.shape[1] != num_cams or images.shape[2] != 3 \
