@@ -223,10 +223,14 @@ class CheckpointSummary:
         lines += [f"  {module:<28} {count:>5} tensors {numel:>13,} numbers" for module, (count, numel) in self.per_module.items()]
         distinct: dict[str, list[str]] = defaultdict(list)
         for name, values in self.fix_scale.items():
-            distinct[json.dumps(values)].append(name)
+            distinct[json.dumps(_rounded(values))].append(name)
         for values, names in distinct.items():
             lines.append(f"fix_scale {_listing(names, 2)} = {values}")
         return "\n".join(lines)
+
+
+def _rounded(values: Any, digits: int = 4) -> Any:
+    return [_rounded(v, digits) for v in values] if isinstance(values, list) else round(values, digits)
 
 
 def summarize_state_dict(state_dict: Mapping[str, Tensor]) -> CheckpointSummary:
