@@ -199,7 +199,7 @@ def save_checkpoint(path: Path, model: SparseDrive, cfg: TrainConfig, step: int,
 
 def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SparseDrive, dict]:
     """Rebuild the network from ``meta['config']`` and load ``state_dict`` strictly. Returns (model, meta)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
         raise ValueError(f"{str(path)!r} is not a sparsedrive_ros training checkpoint (needs state_dict and meta)")
     config = model_config_from_dict(ckpt["meta"]["config"])
@@ -210,7 +210,7 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
 
 def _load_initial_weights(model: SparseDrive, path: str) -> list[str]:
     """Non-strict load (stage 2 from stage 1: the motion head stays random). Returns the missing keys."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -261,7 +261,7 @@ class Trainer:
     def _maybe_resume(self) -> None:
         if not self.latest_path.is_file():
             return
-        ckpt = torch.load(self.latest_path, map_location=self.env.device, weights_only=False)
+        ckpt = torch.load(self.latest_path, map_location=self.env.device, weights_only=True)
         self.model.load_state_dict(ckpt["state_dict"], strict=True)
         if "optimizer" in ckpt:
             self.optimizer.load_state_dict(ckpt["optimizer"])
