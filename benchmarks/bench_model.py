@@ -130,13 +130,16 @@ def build_model(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     return model.eval().to(device=device, dtype=dtype)
 
 
-def _report(per_stage: dict[str, list[float]], totals: list[float], kind: str) -> dict[str, float]:
-    """Median ms per stage plus the derived rows (decoders + glue = frame - modules, three heads)."""
-    med = {stage: statistics.median(values) * 1e3 for stage, values in per_stage.items()}
-    med["frame total"] = statistics.median(totals) * 1e3
-    med["decoders + glue"] = med["frame total"] - sum(med.get(stage, 0.0) for stage in STAGES)
-    med["three heads"] = sum(med.get(stage, 0.0) for stage in ("det head", "map head", "motion/planning"))
-    return med
+def _report(per_stage: dict[str, list[float]], totals: list[float]) -> dict[str, float]:
+    """Median ms per stage plus derived rows computed per frame before the median (decoders + glue = frame -
+    modules, three heads = det + map + motion)."""
+    rows = dict(per_stage)
+    rows["frame total"] = totals
+    rows["decoders + glue"] = [total - sum(per_stage[s][i] for s in STAGES if s in per_stage)
+                               for i, total in enumerate(totals)]
+    rows["three heads"] = [sum(per_stage[s][i] for s in ("det head", "map head", "motion/planning") if s in per_stage)
+                           for i in range(len(totals))]
+    return {stage: statistics.median(values) * 1e3 for stage, values in rows.items()}
 
 
 def main() -> None:
@@ -180,8 +183,8 @@ def main() -> None:
     print(f"device={device} dtype={args.dtype} autocast={args.autocast} threads={torch.get_num_threads()} "
           f"iters={args.iters} weights={'checkpoint' if args.checkpoint else 'random'}")
     print(f"  {'stage (median)':<24} {'wall ms':>9} {'cpu ms':>9}   (cpu = process CPU time, all threads)")
-    wall = _report(per_stage, totals, "wall")
-    cpu = _report(cpu_per_stage, cpu_totals, "cpu")
+    wall = _report(per_stage, totals)
+    cpu = _report(cpu_per_stage, cpu_totals)
     for stage in [*STAGES, "decoders + glue", "three heads", "frame total"]:
         if stage in wall:
             target = {"three heads": "   target <= 1500 ms (2-core CPU, fp32)",
