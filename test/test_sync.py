@@ -77,6 +77,14 @@ def test_frame_decided_by_a_much_later_anchor_keeps_its_images():
     assert all(s is CameraStatus.OK for s in frames[0].status)
 
 
+def test_flush_decides_the_last_frame_of_a_stream():
+    sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0))
+    assert feed(sync, 1) == []  # CAM_FRONT_LEFT fired 8 ms before the anchor: it might still send a closer image
+    assert sync.flush(1050 * MS) == []  # still inside the 60 ms window
+    frames = sync.flush(1061 * MS)
+    assert len(frames) == 1 and all(s is CameraStatus.OK for s in frames[0].status)
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="anchor_camera"):
         SyncConfig(CAMS, anchor_camera="CAM_TOP")

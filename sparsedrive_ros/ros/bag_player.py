@@ -154,6 +154,9 @@ class BagPlayer(Node):
                     return
                 self.publishers_by_topic[conn.topic].publish(bytes(raw))
                 self.messages_published += 1
+            if self.clock is not None and not first:
+                # Time runs on past the last message (see replay_node): consumers can finish their last frame.
+                self.clock(stamp_ns + 1_000_000_000)
 
     def destroy_node(self) -> None:
         self.stop.set()

@@ -280,6 +280,10 @@ class ReplayNode(Node):
             if not self.pacer.wait_until(event.stamp_us * 1000):
                 return
             self._publish(event)
+        if self.clock is not None and plan.events:
+            # Let time run on past the last message, so consumers that wait on the clock (the node's camera
+            # synchroniser at the end of a stream) can finish their last frame.
+            self.clock(plan.events[-1].stamp_us * 1000 + 1_000_000_000)
 
     def destroy_node(self) -> None:
         self.stop.set()

@@ -21,6 +21,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -174,6 +175,9 @@ class SparseDriveNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0, self._publish_diagnostics)
+        # Wall-clock timer: under sim time a slow replay would stretch a ROS-time period; the flush itself compares
+        # the ROS time (sim or system, like the stamps) with the pending anchors.
+        self.create_timer(0.1, self._flush_sync, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
         self._slot: Optional[SyncedFrame] = None
         self._slot_cv = threading.Condition()
@@ -210,6 +214,14 @@ class SparseDriveNode(Node):
                 self._pending_desync = True
             if frames:
                 self._incomplete_seen = incomplete
+        self._offer(frames)
+
+    def _flush_sync(self) -> None:
+        with self._lock:
+            frames = self.sync.flush(self.get_clock().now().nanoseconds)
+        self._offer(frames)
+
+    def _offer(self, frames: list) -> None:
         for frame in frames:
             with self._slot_cv:
                 if self._slot is not None:

@@ -5,7 +5,8 @@ its buffered image closest to that stamp within `max_camera_time_diff`. nuScenes
 over ~50 ms of a 12 Hz cycle, so the tolerance must be at least 0.05 s there.
 
 A frame is decided once every camera delivered an image at or after the anchor stamp (its closest image is then
-known), or when a newer anchor arrives (a camera that is still silent counts as missing). An incomplete frame follows
+known), when a newer anchor arrives, or when `flush(now)` finds its tolerance window over (a camera that is
+still silent then counts as missing). An incomplete frame follows
 `missing_camera_policy`:
   skip        drop the frame (counted as `incomplete`)
   reuse_last  use the camera's newest older image if it is at most `max_reuse_age` old, else skip
@@ -125,12 +126,19 @@ class CameraSynchronizer:
         s = self._streams[camera].stamps
         return bool(s) and s[-1] >= anchor
 
-    def _decide(self) -> list[SyncedFrame]:
+    def flush(self, now_ns: int) -> list[SyncedFrame]:
+        """Decide pending frames whose tolerance window ended before `now_ns` (same clock as the stamps).
+
+        Without it, the last frame of a stream would wait forever for a camera that fires before the anchor."""
+        return self._decide(now_ns)
+
+    def _decide(self, now_ns: Optional[int] = None) -> list[SyncedFrame]:
         out = []
         while self._pending:
             anchor = self._pending[0]
             newer_anchor = len(self._pending) > 1
-            if not newer_anchor and not all(self._settled(c, anchor) for c in self.config.camera_names):
+            expired = now_ns is not None and now_ns > anchor + self._tol
+            if not (newer_anchor or expired) and not all(self._settled(c, anchor) for c in self.config.camera_names):
                 break  # wait: a closer image may still come (at most max_camera_time_diff later)
             found = {c: self._closest(c, anchor) for c in self.config.camera_names}
             missing = [c for c, j in found.items() if j is None]
