@@ -145,3 +145,20 @@ def test_configs_round_trip_and_validate():
         get_config("huge")
     with pytest.raises(ValueError, match="final_hw"):
         dataclasses.replace(get_config("tiny"), aug=A.AugConfig())
+
+
+def test_backbone_weights_load_from_torchvision_layout(tmp_path):
+    import torchvision
+
+    from sparsedrive_ros.model.sparsedrive import build_sparsedrive
+    from sparsedrive_ros.training.trainer import load_backbone_weights
+
+    cfg = get_config("micro").model
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    model = build_sparsedrive(2, cfg)
+    load_backbone_weights(model, str(tmp_path / "r18.pth"))
+    torch.testing.assert_close(model.img_backbone.state_dict()["layer1.0.conv1.weight"], ref.state_dict()["layer1.0.conv1.weight"])
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises((ValueError, RuntimeError)):
+        load_backbone_weights(model, str(tmp_path / "bad.pth"))

@@ -32,6 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="per process")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--load-from", default=None, help="initial weights (non-strict), e.g. a stage-1 checkpoint")
+    p.add_argument("--backbone-weights", default=None, help="torchvision ResNet .pth for the ImageNet init")
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler (CUDA only)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--seed", type=int, default=None)
@@ -45,7 +46,8 @@ def apply_overrides(cfg, args):
     optim = cfg.optim if args.lr is None else dataclasses.replace(cfg.optim, lr=args.lr)
     changes = {"optim": optim, "amp": args.amp or cfg.amp}
     for field, value in (("max_steps", args.max_steps), ("batch_size", args.batch_size), ("split", args.split),
-                         ("load_from", args.load_from), ("seed", args.seed)):
+                         ("load_from", args.load_from), ("seed", args.seed),
+                         ("backbone_weights", args.backbone_weights)):
         if value is not None:
             changes[field] = value
     if args.no_depth:

@@ -48,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     split: str = "train"
     load_from: Optional[str] = None  # stage 2 starts from a stage-1 checkpoint (non-strict)
+    # torchvision ResNet state dict (e.g. resnet50-19c8e357.pth, the original's ImageNet init) for img_backbone.
+    backbone_weights: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

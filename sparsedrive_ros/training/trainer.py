@@ -39,6 +39,7 @@ __all__ = [
     "Trainer",
     "save_checkpoint",
     "load_model_from_checkpoint",
+    "load_backbone_weights",
 ]
 
 CLS_BIAS_INIT = -4.595  # logit(0.01)
@@ -218,6 +219,17 @@ def _load_initial_weights(model: SparseDrive, path: str) -> list[str]:
     return sorted(set(own) - set(usable))
 
 
+def load_backbone_weights(model: SparseDrive, path: str) -> None:
+    """torchvision ResNet weights (classifier ``fc.*`` dropped) into ``img_backbone``; every key must match."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = model.img_backbone.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"backbone weights {path!r} do not fit img_backbone: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Trainer
 # ----------------------------------------------------------------------------------------------------------
@@ -234,6 +246,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = build_sparsedrive(cfg.model.stage, cfg.model)
         init_training_weights(model)
+        if cfg.backbone_weights:
+            load_backbone_weights(model, cfg.backbone_weights)
         if cfg.load_from:
             _load_initial_weights(model, cfg.load_from)
         self.model = model.to(self.env.device)
