@@ -8,6 +8,8 @@ det head, map head, motion/planning head, decoders + glue (frame total minus the
 spent in deformable aggregation (visible samples per call) and the peak RSS (ru_maxrss). Random weights unless
 --checkpoint is given; a nuScenes-like camera rig so that key points are visible in one or two cameras.
 Targets on the 2-core CPU (float32): three heads <= 1.5 s, frame <= 4 s, peak RSS <= 2 GiB.
+On a CPU shared with other busy processes, OpenMP's spinning threads slow the many small head ops by up to 10x:
+compare ``--threads 1`` and ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts); the cpu column is the stable one.
 """
 
 from __future__ import annotations
