@@ -159,3 +159,32 @@ def test_convert_cli_writes_safetensors_and_prints_summary(tmp_path, capsys):
     _assert_same(load_checkpoint(out), sd)
     assert convert_checkpoint.main([str(src), "--info"]) == 0
     assert convert_checkpoint.main([str(tmp_path / "absent.pth"), "--info"]) == 1
+
+
+def test_numpy_values_in_mmcv_meta_are_accepted(tmp_path):
+    import numpy as np
+
+    sd = _small_state_dict()
+    path = tmp_path / "numpy_meta.pth"
+    meta = {"seed": np.int64(1234), "mean": np.array([1.0, 2.0], dtype=np.float32), "lr": np.float64(2e-4)}
+    torch.save({"meta": meta, "state_dict": sd}, path)
+    _assert_same(load_checkpoint(path), sd)
+
+
+def test_numpy_1x_pickle_names_are_accepted(tmp_path):
+    import zipfile
+
+    import numpy as np
+
+    sd = _small_state_dict()
+    modern, path = tmp_path / "numpy2.pth", tmp_path / "numpy1.pth"
+    torch.save({"state_dict": sd, "meta": {"seed": np.int64(7), "a": np.arange(3)}}, modern)
+    # Rewrite the pickle with the module names numpy 1.x writes (numpy.core instead of numpy._core).
+    with zipfile.ZipFile(modern) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            dst.writestr(info.filename, data)
+    _assert_same(load_checkpoint(path), sd)

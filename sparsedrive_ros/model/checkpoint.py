@@ -2,7 +2,8 @@
 
 Accepted inputs: an mmcv checkpoint (a dict with ``state_dict`` and ``meta``, maybe ``optimizer``), a plain
 state dict saved with ``torch.save``, or a ``.safetensors`` file. Pickle-based files are read with
-``torch.load(weights_only=True)``: tensors, containers and primitive types only, so a crafted file cannot run code.
+``torch.load(weights_only=True)``: tensors, containers, primitive types and numpy arrays/scalars only, so a crafted
+file cannot run code.
 """
 
 from __future__ import annotations
@@ -84,9 +85,31 @@ def _is_safetensors(path: Path) -> bool:
     return head[8:9] == b"{" and 0 < header_len < path.stat().st_size
 
 
+def _numpy_safe_globals() -> list[tuple[Any, str]]:
+    """numpy's array/scalar/dtype rebuilders, under the names numpy 1.x and 2.x pickles use.
+
+    mmcv/mmdet checkpoints may keep numpy values in ``meta`` (e.g. the seed); these rebuilders only make arrays
+    and scalars from bytes, and any class an array refers to must itself pass the weights-only allowlist.
+    """
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    entries: list[tuple[Any, str]] = [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype")]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        entries += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes as numpy.dtypes.XDType
+    if dtypes is not None:
+        entries += [(getattr(dtypes, name), f"numpy.dtypes.{name}") for name in dir(dtypes) if name.endswith("DType")]
+    return entries
+
+
 def _load_pickled(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's message names the refused global (e.g. "GLOBAL posix.system was not an allowed global").
         raise CheckpointLoadError(
