@@ -12,7 +12,7 @@ from sparsedrive_ros.model.config import MotionPlanConfig
 from sparsedrive_ros.model.dfa import DeformableFeatureAggregation, project_points
 from sparsedrive_ros.model.instance_bank import InstanceBank, InstanceBankState
 from sparsedrive_ros.model.layers import AsymmetricFFN, MultiheadAttention, sine_position_embedding
-from sparsedrive_ros.model.motion import InstanceQueue, InstanceQueueState
+from sparsedrive_ros.model.motion import InstanceQueue, InstanceQueueState, MotionPlanningHead
 from sparsedrive_ros.model.motion_decoders import HierarchicalPlanningDecoder, check_collision
 from sparsedrive_ros.model.point3d import SparsePoint3DDecoder, SparsePoint3DKeyPointsGenerator
 from sparsedrive_ros.model.sparse4d_head import HeadOutput
@@ -340,3 +340,17 @@ def test_instance_queue_matches_history_by_id_and_confidence() -> None:
     queue.cache(state, second, torch.zeros(1, 1, 8), torch.arange(10.0).reshape(1, 1, 10), eye)
     frame = queue.get(state, _det_output([0, 1, 7, 2], [0.5] * 4, 300.0), front, eye, torch.tensor([False]), handler)
     assert frame.ego_anchor[0, 0, 9].item() == 0.0 and state.ego_period.tolist() == [[1]]  # time gap
+
+
+def test_packed_temporal_attention_equals_the_padded_one() -> None:
+    """Projecting only the tracked history entries must not change the motion head's temp_gnn."""
+    torch.manual_seed(0)
+    head = MotionPlanningHead(MotionPlanConfig(ffn_dims=32, num_blocks=1), 16, 10, (8, 22)).double().eval()
+    query, query_pos = torch.randn(5, 1, 16), torch.randn(5, 1, 16)
+    history, history_embed = torch.randn(5, 4, 16), torch.randn(5, 4, 16)
+    period = torch.tensor([1, 4, 2, 3, 1])
+    padding = torch.arange(4, 0, -1)[None] > period[:, None]  # [S, Q] True = older than the period
+    dense = head.graph_model(0, query, history, history, query_pos, history_embed, key_padding_mask=padding)
+    valid = ~padding
+    packed = head.temporal_attention(0, query, query_pos, history[valid], history_embed[valid], valid)
+    torch.testing.assert_close(packed, dense, atol=1e-12, rtol=0)

@@ -93,19 +93,36 @@ class _AttentionCore(nn.Module):
         # [S, T, E] -> [S, heads, T, E / heads]
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
-        """query [S, Tq, E], key/value [S, Tk, E], key_padding_mask [S, Tk] (True = ignore) -> [S, Tq, E]."""
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
+                key_valid: Optional[Tensor] = None) -> Tensor:
+        """query [S, Tq, E], key/value [S, Tk, E], key_padding_mask [S, Tk] (True = ignore) -> [S, Tq, E].
+
+        With ``key_valid`` [S, Tk] bool, key/value are *packed* [K, E] rows of the valid positions only (K =
+        key_valid.sum()); they are projected as such and every other position is masked out.
+        """
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
         q = self._heads(F.linear(query, w_q, b_q))
-        k = self._heads(F.linear(key, w_k, b_k))
-        v = self._heads(F.linear(value, w_v, b_v))
+        if key_valid is None:
+            k = self._heads(F.linear(key, w_k, b_k))
+            v = self._heads(F.linear(value, w_v, b_v))
+        else:
+            k = self._heads(_unpack(F.linear(key, w_k, b_k), key_valid))
+            v = self._heads(_unpack(F.linear(value, w_v, b_v), key_valid))
+            key_padding_mask = ~key_valid
         attn_mask = None
         if key_padding_mask is not None:
             attn_mask = ~key_padding_mask[:, None, None, :]  # SDPA: True = attend
         dropout = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         return self.out_proj(out.transpose(1, 2).flatten(-2))
+
+
+def _unpack(rows: Tensor, valid: Tensor) -> Tensor:
+    """[K, E] rows of the True positions of valid [S, T] -> [S, T, E] with zeros elsewhere."""
+    out = rows.new_zeros(valid.shape + rows.shape[-1:])
+    out[valid] = rows
+    return out
 
 
 class MultiheadAttention(nn.Module):
@@ -142,6 +159,11 @@ class MultiheadAttention(nn.Module):
             key = key + key_pos
         out = self.attn(query, key, value, key_padding_mask)
         return identity + self.proj_drop(out)
+
+    def forward_packed(self, query: Tensor, key: Tensor, value: Tensor, key_valid: Tensor) -> Tensor:
+        """Attention over ragged keys: query [S, Tq, E]; key/value packed [K, E] rows of the True positions of
+        key_valid [S, Tk] (no positional inputs: callers concatenate them). Returns query + attention."""
+        return query + self.proj_drop(self.attn(query, key, value, key_valid=key_valid))
 
 
 def sine_position_embedding(pos: Tensor, hidden_dim: int = 256) -> Tensor:

@@ -252,10 +252,22 @@ class MotionPlanningHead(nn.Module):
 
     def graph_model(self, index: int, query: Tensor, key: Tensor, value: Tensor, query_pos: Tensor,
                     key_pos: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
-        """Decoupled attention (the motion head's temp_gnn and gnn are both decoupled)."""
+        """Decoupled attention (padding mask: True = ignore). temp_gnn uses the packed :meth:`temporal_attention`."""
         query = torch.cat([query, query_pos], dim=-1)
         key = torch.cat([key, key_pos], dim=-1)
         out = self.layers[index](query, key, self.fc_before(value), key_padding_mask=key_padding_mask)
+        return self.fc_after(out)
+
+    def temporal_attention(self, index: int, query: Tensor, query_pos: Tensor, history: Tensor,
+                           history_embed: Tensor, valid: Tensor) -> Tensor:
+        """Decoupled per-instance attention over the own history, as graph_model with the padding mask but with
+        keys/values only for the valid (tracked) entries, since most instances have a short history.
+
+        query / query_pos [S, 1, C]; history / history_embed [K, C] packed valid entries of valid [S, Q].
+        """
+        key = torch.cat([history, history_embed], dim=-1)
+        out = self.layers[index].forward_packed(torch.cat([query, query_pos], dim=-1), key,
+                                                self.fc_before(history), valid)
         return self.fc_after(out)
 
     def agent_mode_anchors(self, det_cls_scores: Tensor, det_anchor: Tensor) -> Tensor:
@@ -283,9 +295,9 @@ class MotionPlanningHead(nn.Module):
                                                           map_out.anchor_embed)
         queue = self.instance_queue.get(state, det, front_coarsest_map, T_global_inv, det_bank_mask, anchor_handler)
         ego_embed = anchor_encoder(queue.ego_anchor)  # [B, 1, C]
-        temp_embed = anchor_encoder(queue.temp_anchor).flatten(0, 1)  # [B*(N+1), Q, C]
-        temp_feature = queue.temp_feature.flatten(0, 1)
-        temp_mask = queue.temp_mask.flatten(0, 1)
+        valid = ~queue.temp_mask.flatten(0, 1)  # [B*(N+1), Q] tracked history entries
+        history = queue.temp_feature.flatten(0, 1)[valid]  # [K, C]
+        history_embed = anchor_encoder(queue.temp_anchor.flatten(0, 1)[valid])
         motion_query_init = self.motion_anchor_encoder(
             sine_position_embedding(self.agent_mode_anchors(det_cls_scores, det_anchor)[..., -1, :], self.embed_dims))
         plan_anchor = self.plan_anchor[None].expand(feature.shape[0], -1, -1, -1, -1)
@@ -300,8 +312,8 @@ class MotionPlanningHead(nn.Module):
         for i, op in enumerate(self.operation_order):
             layer = self.layers[i]
             if op == "temp_gnn":  # per instance: 1 query over its own <= Q history entries
-                out = self.graph_model(i, feature.flatten(0, 1)[:, None], temp_feature, temp_feature,
-                                       anchor_embed.flatten(0, 1)[:, None], temp_embed, temp_mask)
+                out = self.temporal_attention(i, feature.flatten(0, 1)[:, None],
+                                              anchor_embed.flatten(0, 1)[:, None], history, history_embed, valid)
                 feature = out.reshape(feature.shape)
             elif op == "gnn":
                 feature = self.graph_model(i, feature, feature_sel, feature_sel, anchor_embed, embed_sel)
