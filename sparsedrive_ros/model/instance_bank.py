@@ -7,7 +7,7 @@ frames lives in an explicit :class:`InstanceBankState` owned by the caller (one 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn

@@ -13,9 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from .box3d import SparseBox3DEncoder, SparseBox3DRefinementModule
-from .dfa import DeformableFeatureAggregation
 from .instance_bank import InstanceBank, InstanceBankState
-from .layers import AsymmetricFFN, MultiheadAttention
+from .layers import AsymmetricFFN
 from .point3d import SparsePoint3DEncoder, SparsePoint3DRefinementModule
 
 __all__ = ["HeadOutput", "Sparse4DHead", "operation_order"]
