@@ -209,8 +209,13 @@ class SparseDrive(nn.Module):
         context = nullcontext()
         if self.backbone_autocast is not None:
             context = torch.autocast(images.device.type, dtype=self.backbone_autocast)
+        x = images.flatten(0, 1)
+        if dtype != torch.float64:
+            # oneDNN / cuDNN convolutions run ~20-30 % faster channels-last, and the maps then already have the
+            # channels-innermost layout the deformable aggregation gathers from. float64 keeps the reference path.
+            x = x.contiguous(memory_format=torch.channels_last)
         with context:
-            levels = self.img_neck(self.img_backbone(images.flatten(0, 1)))
+            levels = self.img_neck(self.img_backbone(x))
         return [x.to(dtype).unflatten(0, (batch, num_cams)) for x in levels]
 
     def forward(self, inputs: FrameInputs, state: SparseDriveState, return_raw: bool = False) -> SparseDriveOutput:
