@@ -59,7 +59,9 @@ def test_replay_node_subscriber_through_the_launch_runner(tmp_path, ros_env):
     nusc = NuScenes(data.dataroot, data.version)
     key_stamps = sorted(nusc.key_sample_data(s, "CAM_FRONT")["timestamp"] * 1000 for s in nusc.tables["sample"])
     params = tmp_path / "params.yaml"
-    params.write_text("/**:\n  ros__parameters:\n    score_threshold: 0.0\n    map_score_threshold: 0.0\n")
+    dumps = tmp_path / "requests"
+    params.write_text("/**:\n  ros__parameters:\n    score_threshold: 0.0\n    map_score_threshold: 0.0\n"
+                      f"    dump_dir: {dumps}\n")
 
     got = {name: [] for name in TOPICS}
     diagnostics = []
@@ -71,6 +73,9 @@ def test_replay_node_subscriber_through_the_launch_runner(tmp_path, ros_env):
         launch = subprocess.Popen(
             [sys.executable, "-m", "sparsedrive_ros.tools.launch", "sparsedrive_ros", "nuscenes_replay.launch.py",
              f"dataroot:={data.dataroot}", f"version:={data.version}", "rate:=0.02", "wait_for_subscribers:=180",
+             # Matching is only known on the writer's side; a second lets the node's readers match too, so the
+             # scene's very first images (best-effort sensor QoS) are not lost.
+             "start_delay:=2.0",
              f"params_file:={params}"],
             cwd=REPO, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
@@ -114,8 +119,15 @@ def test_replay_node_subscriber_through_the_launch_runner(tmp_path, ros_env):
     # The published numbers equal the model core's, run here on inputs built from the dataset tables.
     torch.manual_seed(0)  # the node's default seed: the same random weights
     pipeline = SparseDrivePipeline(build_sparsedrive(stage=2))
-    for det, mp, plan in list(zip(got["detections"], got["map"], got["plan"]))[:2]:
-        ref = pipeline.process(request_from_dataset(nusc, stamp_ns(det), plan.command))
+    for k, (det, mp, plan) in enumerate(list(zip(got["detections"], got["map"], got["plan"]))[:2]):
+        req = request_from_dataset(nusc, stamp_ns(det), plan.command)
+        # What the node built from ROS messages (TF, CameraInfo, JPEG) equals what the tables say.
+        dumped = np.load(dumps / f"frame_{stamp_ns(det)}.npz")
+        np.testing.assert_array_equal(dumped["images"], np.stack(req.images), err_msg=f"frame {k} images")
+        np.testing.assert_allclose(dumped["intrinsics"], req.intrinsics, atol=1e-9, err_msg=f"frame {k} K")
+        np.testing.assert_allclose(dumped["cam_from_ref"], req.cam_from_ref, atol=1e-6, err_msg=f"frame {k} extrinsics")
+        np.testing.assert_allclose(dumped["ref_to_global"], req.ref_to_global, atol=1e-6, err_msg=f"frame {k} pose")
+        ref = pipeline.process(req)
         boxes = np.array([[d.center.x, d.center.y, d.center.z, d.size.x, d.size.y, d.size.z] for d in det.detections])
         np.testing.assert_allclose(boxes, ref.boxes[:, :6], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose([d.score for d in det.detections], ref.scores, rtol=1e-4, atol=1e-5)

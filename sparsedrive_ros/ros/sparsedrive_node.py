@@ -69,6 +69,7 @@ PARAMETERS = {
     "score_threshold": (0.25, "publish detections with score >= this (0 = all)"),
     "map_score_threshold": (0.3, "publish map elements with score >= this (0 = all)"),
     "skip_when_no_subscribers": (True, "do not run the model while no output has a subscriber"),
+    "dump_dir": ("", "debug: write every frame's model request (images + calibration) to DIR/frame_<stamp>.npz"),
     "diag_max_latency": (6.0, "s, WARN above this per-frame processing time"),
     "diag_max_result_age": (8.0, "s, WARN above this age of the newest result"),
     "diag_max_camera_skew": (0.1, "s, WARN above this camera skew"),
@@ -105,6 +106,7 @@ class NodeParams:
     score_threshold: float
     map_score_threshold: float
     skip_when_no_subscribers: bool
+    dump_dir: str
     diag_max_latency: float
     diag_max_result_age: float
     diag_max_camera_skew: float
@@ -141,6 +143,20 @@ def build_pipeline(p: NodeParams, logger) -> SparseDrivePipeline:
     if p.backbone_autocast:
         model.backbone_autocast = torch.bfloat16 if p.backbone_autocast == "bf16" else torch.float16
     return SparseDrivePipeline(model, PipelineConfig(max_time_jump=p.max_time_jump, device=p.device, dtype=p.dtype))
+
+
+def dump_request(request: FrameRequest, directory: str) -> None:
+    """Save one model request for offline replay and regression checks (masked cameras as all-zero images)."""
+    from pathlib import Path
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    shape = next(im.shape for im in request.images if im is not None)
+    images = np.stack([im if im is not None else np.zeros(shape, np.uint8) for im in request.images])
+    np.savez_compressed(path / f"frame_{request.stamp_ns}.npz", stamp_ns=request.stamp_ns, images=images,
+                        masked=np.array([im is None for im in request.images]), intrinsics=request.intrinsics,
+                        cam_from_ref=request.cam_from_ref, ref_to_global=request.ref_to_global,
+                        command=request.command)
 
 
 class SparseDriveNode(Node):
@@ -326,6 +342,8 @@ class SparseDriveNode(Node):
             desync, self._pending_desync = self._pending_desync, False
         if desync:
             self.pipeline.request_reset("desync")
+        if self.params.dump_dir:
+            dump_request(request, self.params.dump_dir)
         t1 = time.perf_counter()
         result = self.pipeline.process(request)
         self._publish(frame, result, time.perf_counter() - t0, t1 - t0)
