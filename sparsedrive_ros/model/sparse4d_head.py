@@ -7,7 +7,7 @@ keys (``head.det_head.layers.{i}``), so the order below must stay the original's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +49,8 @@ class HeadOutput:
 
 class Sparse4DHead(nn.Module):
     def __init__(self, instance_bank: InstanceBank, anchor_encoder: AnchorEncoder, ops: Sequence[str],
-                 make_attention, make_deformable, make_refine, embed_dims: int, ffn_dims: int,
+                 make_attention: Callable[[], nn.Module], make_deformable: Callable[[], nn.Module],
+                 make_refine: Callable[[], nn.Module], embed_dims: int, ffn_dims: int,
                  num_single_frame_decoder: int, decouple_attn: bool, dropout: float, with_instance_id: bool) -> None:
         """``make_*`` are zero-argument factories building one fresh layer of that kind."""
         super().__init__()
