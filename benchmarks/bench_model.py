@@ -154,11 +154,15 @@ def main() -> None:
     parser.add_argument("--stage", type=int, choices=(1, 2), help="default: from the checkpoint, else 2")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--profile", action="store_true", help="print the top torch ops of the last frame")
+    parser.add_argument("--fuse-bn", action="store_true",
+                        help="fold the backbone BatchNorms into its convolutions (what the ROS pipeline does)")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     model = build_model(args, device, dtype)
+    if args.fuse_bn:
+        model.img_backbone.fuse_batchnorm()
     timer = StageTimer(model, device)
     state = model.new_state()
     gen = torch.Generator().manual_seed(0)
@@ -182,7 +186,8 @@ def main() -> None:
             per_stage[stage].append(seconds)
             cpu_per_stage[stage].append(timer.cpu_times[stage])
         da_samples = timer.da_samples
-    print(f"device={device} dtype={args.dtype} autocast={args.autocast} threads={torch.get_num_threads()} "
+    print(f"device={device} dtype={args.dtype} autocast={args.autocast} fuse_bn={args.fuse_bn} "
+          f"threads={torch.get_num_threads()} "
           f"iters={args.iters} weights={'checkpoint' if args.checkpoint else 'random'}")
     print(f"  {'stage (median)':<24} {'wall ms':>9} {'cpu ms':>9}   (cpu = process CPU time, all threads)")
     wall = _report(per_stage, totals)

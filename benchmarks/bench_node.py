@@ -21,7 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from fake_rig import FakeRig  # noqa: E402
 
 from sparsedrive_ros.model.sparsedrive import build_sparsedrive, stage_config  # noqa: E402
-from sparsedrive_ros.msg import FrameInfo  # noqa: E402
+from nav_msgs.msg import Path  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from sparsedrive_ros.msg import Detection3DArray, EgoPlan, FrameInfo, MapElementArray, MotionForecastArray  # noqa: E402
 from sparsedrive_ros.ros.sparsedrive_node import SparseDriveNode  # noqa: E402
 from sparsedrive_ros.runtime.pipeline import PipelineConfig, SparseDrivePipeline  # noqa: E402
 
@@ -43,6 +46,10 @@ def main() -> None:
     rig = FakeRig(driver)
     infos = []
     driver.create_subscription(FrameInfo, "/sparsedrive/frame_info", infos.append, 10)
+    # Subscribe to every output, as the recorder does: the node builds only the messages somebody listens to.
+    for name, typ in (("detections", Detection3DArray), ("map", MapElementArray), ("forecasts", MotionForecastArray),
+                      ("plan", EgoPlan), ("markers", MarkerArray), ("plan_path", Path)):
+        driver.create_subscription(typ, f"/sparsedrive/{name}", lambda m: None, 10, raw=True)  # no deserialising
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     executor.add_node(driver)

@@ -112,7 +112,7 @@ def test_replay_node_subscriber_through_the_launch_runner(tmp_path, ros_env):
         assert len(det.detections) == 300 and len(mp.elements) == 100 and len(fc.forecasts) == 300
         assert len(plan.candidates) == 18 and len(plan.trajectory) == 6
         assert all(len(e.points) == 20 for e in mp.elements)
-        assert all(len(f.paths) == 6 and len(f.paths[0].points) == 12 for f in fc.forecasts)
+        assert all(len(f.paths) == 6 and len(f.paths[0].xy) == 24 for f in fc.forecasts)
     assert got["frame_info"][0].temporal_reset and not any(i.temporal_reset for i in got["frame_info"][1:])
     assert diagnostics, "no /diagnostics"
 

@@ -117,7 +117,7 @@ def test_outputs_equal_the_model_core_on_the_same_frames(harness):
         np.testing.assert_allclose([d.class_scores for d in det.detections], ref.class_scores, atol=1e-6)
         polylines = np.array([[(p.x, p.y) for p in e.points] for e in mp.elements])
         np.testing.assert_allclose(polylines, ref.map_polylines, rtol=1e-6, atol=1e-6)
-        trajs = np.array([[[(p.x, p.y) for p in path.points] for path in f.paths] for f in fc.forecasts])
+        trajs = np.array([[np.reshape(path.xy, (-1, 2)) for path in f.paths] for f in fc.forecasts])
         np.testing.assert_allclose(trajs, ref.trajs, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose([(p.x, p.y) for p in plan.trajectory], ref.plan_final, rtol=1e-6, atol=1e-6)
         assert len(plan.candidates) == 18 and plan.command == 2 and plan.command_stale

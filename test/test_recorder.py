@@ -124,7 +124,7 @@ def output_messages(store, stamp=T0, frame_index=5, box_y=20.0):
     map_msg = build(store, "sparsedrive_ros/msg/MapElementArray", header=h(), frame_index=frame_index,
                     class_names=["ped_crossing", "divider", "boundary"], elements=[element])
     path = build(store, "sparsedrive_ros/msg/PredictedPath", confidence=1.0,
-                 points=[point(store, 0.0, box_y + k + 1.0, 0.0) for k in range(12)])
+                 xy=np.array([(0.0, box_y + k + 1.0) for k in range(12)], np.float32).ravel())
     fc = build(store, "sparsedrive_ros/msg/MotionForecast", instance_id=42, label=0, paths=[path])
     forecasts = build(store, "sparsedrive_ros/msg/MotionForecastArray", header=h(), frame_index=frame_index,
                       forecasts=[fc])

@@ -6,6 +6,7 @@ adapters (visualization_msgs/MarkerArray, nav_msgs/Path) that RViz shows without
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Optional
 
 import cv2
@@ -102,7 +103,7 @@ def detections_msg(result: PipelineResult, frame_id: str, frame_index: int, keep
         b = result.boxes[i]
         det = Detection3D(instance_id=int(result.instance_ids[i]), label=int(result.labels[i]),
                           score=float(result.scores[i]), class_score=float(result.cls_scores[i]),
-                          class_scores=result.class_scores[i].astype(np.float32).tolist(), yaw=float(b[6]),
+                          class_scores=array("f", result.class_scores[i].astype(np.float32).tobytes()), yaw=float(b[6]),
                           tracked_frames=int(result.tracked_frames[i]) if result.tracked_frames is not None else 1)
         det.center.x, det.center.y, det.center.z = float(b[0]), float(b[1]), float(b[2])
         det.size.x, det.size.y, det.size.z = float(b[3]), float(b[4]), float(b[5])
@@ -126,10 +127,11 @@ def forecasts_msg(result: PipelineResult, frame_id: str, frame_index: int, keep:
                               temporal_reset=result.temporal_reset)
     if result.trajs is None:
         return msg
+    trajs = result.trajs.astype(np.float32)  # [K, M, T, 2]
+    confidence = result.traj_scores / np.maximum(result.traj_scores.sum(axis=1, keepdims=True), 1e-12)  # [K, M]
     for i in keep:
-        z = float(result.boxes[i, 2])
-        paths = [PredictedPath(confidence=float(c), points=_points(traj, z))
-                 for traj, c in zip(result.trajs[i], result.traj_scores[i] / max(result.traj_scores[i].sum(), 1e-12))]
+        paths = [PredictedPath(confidence=float(c), xy=array("f", traj.tobytes()))
+                 for traj, c in zip(trajs[i], confidence[i])]
         msg.forecasts.append(MotionForecast(instance_id=int(result.instance_ids[i]), label=int(result.labels[i]),
                                             time_step=TIME_STEP, paths=paths))
     return msg
@@ -195,33 +197,49 @@ def _marker(header: Header, ns: str, mid: int, mtype: int, rgb, alpha: float = 1
     return m
 
 
+MAX_LABELS = 50  # labels and forecast lines for the strongest detections only: hundreds are unreadable in RViz
+
+
 def markers_msg(result: PipelineResult, frame_id: str, keep: np.ndarray, map_threshold: float) -> MarkerArray:
+    """RViz markers: one LINE_LIST of boxes per class, best-mode forecast lines and labels for the MAX_LABELS
+    strongest detections, one LINE_LIST per map class, the plan as a LINE_STRIP. Few markers keep it cheap."""
     header = _header(result, frame_id)
     out = MarkerArray()
     out.markers.append(Marker(header=header, action=Marker.DELETEALL))
-    for n, i in enumerate(keep):
-        name = DET_CLASS_NAMES[int(result.labels[i])]
-        box = _marker(header, f"boxes/{name}", n, Marker.LINE_LIST, _DET_COLORS[name], width=0.08)
-        corners = box_corners(result.boxes[i])
-        box.points = [Point(x=float(c[0]), y=float(c[1]), z=float(c[2])) for e in _BOX_EDGES for c in corners[list(e)]]
-        out.markers.append(box)
+    labels = result.labels[keep]
+    for cls in np.unique(labels):
+        name = DET_CLASS_NAMES[int(cls)]
+        members = keep[labels == cls]
+        corners = np.stack([box_corners(result.boxes[i]) for i in members])  # [n, 8, 3]
+        edges = corners[:, np.array(_BOX_EDGES).reshape(-1)].reshape(-1, 3)  # [n * 24, 3] segment endpoints
+        boxes = _marker(header, f"boxes/{name}", 0, Marker.LINE_LIST, _DET_COLORS[name], width=0.08)
+        boxes.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in edges]
+        out.markers.append(boxes)
+        strong = members[np.isin(members, keep[:MAX_LABELS])]
+        if result.trajs is not None and strong.size:
+            members = strong  # forecasts of the strongest detections only (all are in ~/forecasts)
+            best = result.trajs[members, np.argmax(result.traj_scores[members], axis=1)]  # [n, T, 2]
+            path = np.concatenate([result.boxes[members, None, :2], best], axis=1)  # from the box centre
+            segments = np.stack([path[:, :-1], path[:, 1:]], axis=2).reshape(-1, 2)  # [n * T * 2, 2]
+            z = np.repeat(result.boxes[members, 2], best.shape[1] * 2)
+            traj = _marker(header, f"forecasts/{name}", 0, Marker.LINE_LIST, _DET_COLORS[name], alpha=0.8, width=0.12)
+            traj.points = [Point(x=float(x), y=float(y), z=float(zz)) for (x, y), zz in zip(segments, z)]
+            out.markers.append(traj)
+    for n, i in enumerate(keep[:MAX_LABELS]):
         label = _marker(header, "ids", n, Marker.TEXT_VIEW_FACING, (1.0, 1.0, 1.0))
         label.pose.position.x, label.pose.position.y = float(result.boxes[i, 0]), float(result.boxes[i, 1])
         label.pose.position.z = float(result.boxes[i, 2] + result.boxes[i, 5] / 2 + 0.5)
         label.scale.z = 0.8
-        label.text = f"{name} #{int(result.instance_ids[i])} {result.scores[i]:.2f}"
+        label.text = f"{DET_CLASS_NAMES[int(result.labels[i])]} #{int(result.instance_ids[i])} {result.scores[i]:.2f}"
         out.markers.append(label)
-        if result.trajs is not None:
-            best = int(np.argmax(result.traj_scores[i]))
-            traj = _marker(header, "forecasts", n, Marker.LINE_STRIP, _DET_COLORS[name], alpha=0.8, width=0.12)
-            start = result.boxes[i, :2][None]
-            traj.points = _points(np.concatenate([start, result.trajs[i, best]]), float(result.boxes[i, 2]))
-            out.markers.append(traj)
-    for n, i in enumerate(np.flatnonzero(result.map_scores >= map_threshold)):
-        name = MAP_CLASS_NAMES[int(result.map_labels[i])]
-        line = _marker(header, f"map/{name}", n, Marker.LINE_STRIP, _MAP_COLORS[name], width=0.15)
-        line.points = _points(result.map_polylines[i], MAP_GROUND_Z)
-        out.markers.append(line)
+    shown = np.flatnonzero(result.map_scores >= map_threshold)
+    for cls in np.unique(result.map_labels[shown]):
+        name = MAP_CLASS_NAMES[int(cls)]
+        lines = result.map_polylines[shown[result.map_labels[shown] == cls]]  # [n, S, 2]
+        segments = np.stack([lines[:, :-1], lines[:, 1:]], axis=2).reshape(-1, 2)
+        marker = _marker(header, f"map/{name}", 0, Marker.LINE_LIST, _MAP_COLORS[name], width=0.15)
+        marker.points = _points(segments, MAP_GROUND_Z)
+        out.markers.append(marker)
     if result.plan_final is not None:
         plan = _marker(header, "plan", 0, Marker.LINE_STRIP, (0.1, 0.4, 1.0), width=0.4)
         plan.points = _points(np.concatenate([np.zeros((1, 2)), result.plan_final]), MAP_GROUND_Z + 0.05)

@@ -357,14 +357,19 @@ class SparseDriveNode(Node):
             self.get_logger().info(f"temporal state reset ({result.reset_reason}) at {result.stamp_ns * 1e-9:.3f}")
         keep = conv.detection_index(result, p.score_threshold)
         t_pub = time.perf_counter()
-        self.pub_detections.publish(conv.detections_msg(result, ref, k, keep))
-        self.pub_map.publish(conv.map_msg(result, ref, k, p.map_score_threshold))
-        self.pub_forecasts.publish(conv.forecasts_msg(result, ref, k, keep))
-        plan = conv.plan_msg(result, ref, k, self._last.get("command_stale", True))
-        if plan is not None:
-            self.pub_plan.publish(plan)
-            self.pub_path.publish(conv.path_msg(result, ref))
-        self.pub_markers.publish(conv.markers_msg(result, ref, keep, p.map_score_threshold))
+        stale = self._last.get("command_stale", True)
+        # Building messages is most of the node's own cost: only for topics somebody listens to.
+        outputs = ((self.pub_detections, lambda: conv.detections_msg(result, ref, k, keep)),
+                   (self.pub_map, lambda: conv.map_msg(result, ref, k, p.map_score_threshold)),
+                   (self.pub_forecasts, lambda: conv.forecasts_msg(result, ref, k, keep)),
+                   (self.pub_plan, lambda: conv.plan_msg(result, ref, k, stale)),
+                   (self.pub_path, lambda: conv.path_msg(result, ref)),
+                   (self.pub_markers, lambda: conv.markers_msg(result, ref, keep, p.map_score_threshold)))
+        for publisher, build in outputs:
+            if publisher.get_subscription_count():
+                msg = build()
+                if msg is not None:  # plan and path are None for a stage-1 model
+                    publisher.publish(msg)
         timings = {"decode_calibration": decode_time, **result.timings, "publish": time.perf_counter() - t_pub}
         info = self._frame_info(frame, result, timings, elapsed + timings["publish"])
         self.pub_info.publish(info)

@@ -34,6 +34,7 @@ class PipelineConfig:
     max_time_jump: float = 2.0            # s; larger forward jumps reset the temporal state
     device: str = "cpu"
     dtype: str = "float32"                # float32 | float64
+    fuse_batchnorm: bool = True           # fold the backbone's BatchNorms into its convolutions (inference)
 
     def __post_init__(self):
         if self.dtype not in ("float32", "float64"):
@@ -122,6 +123,8 @@ class SparseDrivePipeline:
         self.device = torch.device(config.device)
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        if config.fuse_batchnorm:
+            self.model.img_backbone.fuse_batchnorm()
         self.stream = SparseDriveStream(self.model)
         self._timer = StageTimer(self.model, sync_cuda=self.device.type == "cuda")
         self._last_stamp_ns: Optional[int] = None

@@ -35,11 +35,20 @@ def map_from_msg(msg) -> MapElements:
     return MapElements([_points(x.points) for x in e], [x.label for x in e], [x.score for x in e])
 
 
+FORECAST_Z = -1.0  # m, drawing height of forecasts in the lidar frame (about a car's centre; ground is -1.84)
+
+
+def _xy_points(xy) -> np.ndarray:
+    """PredictedPath.xy [x0, y0, x1, y1, ...] -> [T, 3] at FORECAST_Z (the message carries no height)."""
+    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    return np.concatenate([pts, np.full((len(pts), 1), FORECAST_Z)], axis=1)
+
+
 def forecasts_from_msg(msg) -> List[ObjectForecast]:
     """MotionForecastArray -> one ObjectForecast per object (modes with differing lengths are cut to the shortest)."""
     out = []
     for f in msg.forecasts:
-        paths = [_points(p.points) for p in f.paths]
+        paths = [_xy_points(p.xy) for p in f.paths]
         steps = min((len(p) for p in paths), default=0)
         out.append(ObjectForecast(int(f.instance_id), int(f.label),
                                   np.stack([p[:steps] for p in paths]) if paths else np.zeros((0, 0, 3)),
