@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from fake_rig import CAMERAS, FakeRig  # noqa: E402
+from fake_rig import FakeRig  # noqa: E402
 from ros_helpers import RosContext  # noqa: E402
 from sparsedrive_ros.model.sparsedrive import build_sparsedrive, stage_config  # noqa: E402
 from sparsedrive_ros.msg import (Detection3DArray, EgoPlan, FrameInfo, MapElementArray,  # noqa: E402

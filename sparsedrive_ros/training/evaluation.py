@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
 from sparsedrive_ros.data.map_expansion import MAP_CLASSES
-from sparsedrive_ros.data.nuscenes import DETECTION_CLASSES, FrameGroundTruth, NuScenes, build_ground_truth
+from sparsedrive_ros.data.nuscenes import DETECTION_CLASSES, FrameGroundTruth, NuScenes
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveOutput, SparseDriveStream
 from sparsedrive_ros.training.augment import AugConfig
 from sparsedrive_ros.training.dataset import SparseDriveTrainData, collate

@@ -26,7 +26,7 @@ from sparsedrive_ros.model.deformable_aggregation import channels_last_feature_m
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, build_sparsedrive, raw_arrays
 from sparsedrive_ros.training.augment import grid_mask
 from sparsedrive_ros.training.config import TrainConfig, config_to_dict, model_config_from_dict
-from sparsedrive_ros.training.criterion import GroundTruth, SparseDriveCriterion
+from sparsedrive_ros.training.criterion import SparseDriveCriterion
 from sparsedrive_ros.training.dataset import FrameBatch, SequenceStreams, SparseDriveTrainData, collate
 
 __all__ = [
