@@ -76,6 +76,7 @@ class EvalAccumulator:
     motion_gt: list[MotionSample] = field(default_factory=list)
     motion_pred: list[MotionSample] = field(default_factory=list)
     planning: list[PlanningSample] = field(default_factory=list)
+    planning_cv: list[PlanningSample] = field(default_factory=list)  # constant-velocity baseline, same GT
 
     def add_detection(self, token: str, gt: FrameGroundTruth, attributes: Sequence[str], out: SparseDriveOutput,
                       t_global: np.ndarray, lidar_to_ego: np.ndarray) -> None:
@@ -127,11 +128,19 @@ class EvalAccumulator:
             gt.ego_fut_masks, fut_boxes,
         ))
 
+    def add_constant_velocity(self, gt: FrameGroundTruth, displacement: np.ndarray, fut_boxes: list[np.ndarray]) -> None:
+        """Baseline: the ego repeats its last 0.5 s displacement [2] (lidar frame) for the 6 planning steps."""
+        steps = np.arange(1, len(gt.ego_fut_masks) + 1)[:, None]
+        self.planning_cv.append(PlanningSample(steps * displacement[None], np.cumsum(gt.ego_fut_trajs, axis=0),
+                                               gt.ego_fut_masks, fut_boxes))
+
     def results(self) -> dict:
         res = {"detection": evaluate_detection(self.det_gt, self.det_pred), "map": evaluate_map(self.map_gt, self.map_pred)}
         if self.planning:
             res["motion"] = evaluate_motion(self.motion_gt, self.motion_pred)
             res["planning"] = evaluate_planning(self.planning)
+        if self.planning_cv:
+            res["planning_constant_velocity"] = evaluate_planning(self.planning_cv)
         return res
 
 
@@ -150,6 +159,15 @@ def _future_boxes(nusc: NuScenes, tokens: Sequence[str], index: int, gts: dict, 
         boxes[:, 6] += np.arctan2(rel[1, 0], rel[0, 0])
         out.append(boxes)
     return out
+
+
+def _last_displacement(tokens: Sequence[str], index: int, gts: dict) -> np.ndarray:
+    """[2] how far the lidar origin moved over the last key-frame interval, in the current lidar frame (zero on a
+    scene's first frame: no past is known there)."""
+    if index == 0:
+        return np.zeros(2)
+    prev_in_now = np.linalg.inv(gts[tokens[index]][1]) @ gts[tokens[index - 1]][1][:, 3]  # previous origin
+    return -prev_in_now[:2]
 
 
 def _attributes(nusc: NuScenes, token: str) -> list[str]:
@@ -186,6 +204,7 @@ def evaluate_model(model: SparseDrive, nusc: NuScenes, scene_names: Sequence[str
             if out.planning is not None:
                 acc.add_motion(gt, out)
                 acc.add_planning(gt, out, _future_boxes(nusc, tokens, i, gts))
+                acc.add_constant_velocity(gt, _last_displacement(tokens, i, gts), _future_boxes(nusc, tokens, i, gts))
             frames += 1
     res = acc.results()
     res["num_frames"] = frames
@@ -205,6 +224,8 @@ def format_table(res: dict) -> str:
                  ("EPA car", car["EPA"])]
         pl = res["planning"]
         rows += [(f"L2 {k}", v) for k, v in pl["L2"].items()]
+        if "planning_constant_velocity" in res:
+            rows += [(f"L2 {k} const. velocity", v) for k, v in res["planning_constant_velocity"]["L2"].items()]
         rows += [(f"collision {k} (%)", 100 * v) for k, v in pl["obj_box_col"].items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v:8.4f}" for k, v in rows)
