@@ -197,15 +197,17 @@ def _marker(header: Header, ns: str, mid: int, mtype: int, rgb, alpha: float = 1
     return m
 
 
-MAX_LABELS = 50  # labels and forecast lines for the strongest detections only: hundreds are unreadable in RViz
+MAX_MARKED = 50  # RViz shows the strongest detections only (hundreds are unreadable); ~/detections has them all
 
 
 def markers_msg(result: PipelineResult, frame_id: str, keep: np.ndarray, map_threshold: float) -> MarkerArray:
-    """RViz markers: one LINE_LIST of boxes per class, best-mode forecast lines and labels for the MAX_LABELS
-    strongest detections, one LINE_LIST per map class, the plan as a LINE_STRIP. Few markers keep it cheap."""
+    """RViz markers for the MAX_MARKED strongest published detections: one LINE_LIST of boxes and one of best-mode
+    forecasts per class, a label each; one LINE_LIST per map class; the plan as a LINE_STRIP. Few markers and
+    points keep the conversion cheap (building geometry_msgs/Point objects is most of the node's own time)."""
     header = _header(result, frame_id)
     out = MarkerArray()
     out.markers.append(Marker(header=header, action=Marker.DELETEALL))
+    keep = keep[:MAX_MARKED]
     labels = result.labels[keep]
     for cls in np.unique(labels):
         name = DET_CLASS_NAMES[int(cls)]
@@ -215,9 +217,7 @@ def markers_msg(result: PipelineResult, frame_id: str, keep: np.ndarray, map_thr
         boxes = _marker(header, f"boxes/{name}", 0, Marker.LINE_LIST, _DET_COLORS[name], width=0.08)
         boxes.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in edges]
         out.markers.append(boxes)
-        strong = members[np.isin(members, keep[:MAX_LABELS])]
-        if result.trajs is not None and strong.size:
-            members = strong  # forecasts of the strongest detections only (all are in ~/forecasts)
+        if result.trajs is not None:
             best = result.trajs[members, np.argmax(result.traj_scores[members], axis=1)]  # [n, T, 2]
             path = np.concatenate([result.boxes[members, None, :2], best], axis=1)  # from the box centre
             segments = np.stack([path[:, :-1], path[:, 1:]], axis=2).reshape(-1, 2)  # [n * T * 2, 2]
@@ -225,7 +225,7 @@ def markers_msg(result: PipelineResult, frame_id: str, keep: np.ndarray, map_thr
             traj = _marker(header, f"forecasts/{name}", 0, Marker.LINE_LIST, _DET_COLORS[name], alpha=0.8, width=0.12)
             traj.points = [Point(x=float(x), y=float(y), z=float(zz)) for (x, y), zz in zip(segments, z)]
             out.markers.append(traj)
-    for n, i in enumerate(keep[:MAX_LABELS]):
+    for n, i in enumerate(keep):
         label = _marker(header, "ids", n, Marker.TEXT_VIEW_FACING, (1.0, 1.0, 1.0))
         label.pose.position.x, label.pose.position.y = float(result.boxes[i, 0]), float(result.boxes[i, 1])
         label.pose.position.z = float(result.boxes[i, 2] + result.boxes[i, 5] / 2 + 0.5)
