@@ -21,6 +21,7 @@ from sparsedrive_ros.msg import (Detection3D, Detection3DArray, EgoPlan, MapElem
                                  MotionForecast, MotionForecastArray, PlanCandidate, PredictedPath)
 from sparsedrive_ros.runtime.pipeline import DET_CLASS_NAMES, MAP_CLASS_NAMES, MAP_GROUND_Z, PipelineResult
 from sparsedrive_ros.runtime.tf_buffer import quat_to_matrix
+from sparsedrive_ros.viz.draw import box_corners
 
 TIME_STEP = Duration(sec=0, nanosec=500_000_000)  # 0.5 s between trajectory points (agents and ego)
 EGO_Z = -1.84 + 1.56 / 2  # m, ego box centre height in the nuScenes lidar frame (the model's ego anchor)
@@ -82,8 +83,10 @@ def _header(result: PipelineResult, frame_id: str) -> Header:
     return Header(stamp=ns_to_stamp(result.stamp_ns), frame_id=frame_id)
 
 
-def _points(xy: np.ndarray, z: float) -> list[Point]:
-    return [Point(x=float(x), y=float(y), z=z) for x, y in xy]
+def _points(xy: np.ndarray, z) -> list[Point]:
+    """[N, 2] x, y and a height (one for all, or [N]) -> geometry_msgs/Point list."""
+    zs = np.broadcast_to(np.asarray(z, dtype=np.float64), (len(xy),))
+    return [Point(x=float(x), y=float(y), z=float(h)) for (x, y), h in zip(xy, zs)]
 
 
 def _yaw_quaternion(msg_quat, yaw: float) -> None:
@@ -179,16 +182,6 @@ _MAP_COLORS = {"ped_crossing": (0.2, 0.9, 0.2), "divider": (1.0, 1.0, 1.0), "bou
 _BOX_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
 
 
-def box_corners(box: np.ndarray) -> np.ndarray:
-    """[10] decoded box -> [8, 3] corners (bottom face first), reference frame."""
-    x, y, z, length, width, height, yaw = box[:7]
-    dx = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * length / 2
-    dy = np.array([1, -1, -1, 1, 1, -1, -1, 1]) * width / 2
-    dz = np.array([-1, -1, -1, -1, 1, 1, 1, 1]) * height / 2
-    c, s = math.cos(yaw), math.sin(yaw)
-    return np.stack([x + c * dx - s * dy, y + s * dx + c * dy, z + dz], axis=1)
-
-
 def _marker(header: Header, ns: str, mid: int, mtype: int, rgb, alpha: float = 1.0, width: float = 0.1) -> Marker:
     m = Marker(header=header, ns=ns, id=mid, type=mtype, action=Marker.ADD)
     m.pose.orientation.w = 1.0
@@ -212,10 +205,11 @@ def markers_msg(result: PipelineResult, frame_id: str, keep: np.ndarray, map_thr
     for cls in np.unique(labels):
         name = DET_CLASS_NAMES[int(cls)]
         members = keep[labels == cls]
-        corners = np.stack([box_corners(result.boxes[i]) for i in members])  # [n, 8, 3]
+        corners = np.stack([box_corners(result.boxes[i, :3], result.boxes[i, 3:6], result.boxes[i, 6])
+                            for i in members])  # [n, 8, 3]
         edges = corners[:, np.array(_BOX_EDGES).reshape(-1)].reshape(-1, 3)  # [n * 24, 3] segment endpoints
         boxes = _marker(header, f"boxes/{name}", 0, Marker.LINE_LIST, _DET_COLORS[name], width=0.08)
-        boxes.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in edges]
+        boxes.points = _points(edges[:, :2], edges[:, 2])
         out.markers.append(boxes)
         if result.trajs is not None:
             best = result.trajs[members, np.argmax(result.traj_scores[members], axis=1)]  # [n, T, 2]
@@ -223,7 +217,7 @@ def markers_msg(result: PipelineResult, frame_id: str, keep: np.ndarray, map_thr
             segments = np.stack([path[:, :-1], path[:, 1:]], axis=2).reshape(-1, 2)  # [n * T * 2, 2]
             z = np.repeat(result.boxes[members, 2], best.shape[1] * 2)
             traj = _marker(header, f"forecasts/{name}", 0, Marker.LINE_LIST, _DET_COLORS[name], alpha=0.8, width=0.12)
-            traj.points = [Point(x=float(x), y=float(y), z=float(zz)) for (x, y), zz in zip(segments, z)]
+            traj.points = _points(segments, z)
             out.markers.append(traj)
     for n, i in enumerate(keep):
         label = _marker(header, "ids", n, Marker.TEXT_VIEW_FACING, (1.0, 1.0, 1.0))

@@ -47,6 +47,7 @@ from sparsedrive_ros.data.replay_plan import (
     us_to_stamp,
 )
 from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset
+from sparsedrive_ros.ros.conversions import ns_to_stamp
 
 SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
@@ -85,10 +86,6 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 def ros_time(stamp_us: int) -> Time:
     sec, nanosec = us_to_stamp(stamp_us)
     return Time(sec=sec, nanosec=nanosec)
-
-
-def ns_time(stamp_ns: int) -> Time:
-    return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
 
 
 def transform_msg(stamp_us: int, parent: str, child: str, rotation: tuple, translation: tuple) -> TransformStamped:
@@ -173,7 +170,7 @@ class ClockPublisher:
         self.pub = node.create_publisher(Clock, topic, CLOCK_QOS)
 
     def __call__(self, stamp_ns: int) -> None:
-        self.pub.publish(Clock(clock=ns_time(stamp_ns)))
+        self.pub.publish(Clock(clock=ns_to_stamp(stamp_ns)))
 
 
 def wait_for_subscribers(node: Node, publishers: list[Any], timeout: float, stop: threading.Event) -> bool:
