@@ -173,6 +173,10 @@ class ClockPublisher:
         self.pub.publish(Clock(clock=ns_to_stamp(stamp_ns)))
 
 
+# Seconds to wait for subscribers of the optional topics once the image topics have theirs.
+OPTIONAL_MATCH_GRACE_S = 2.0
+
+
 def wait_for_subscribers(node: Node, publishers: list[Any], timeout: float, stop: threading.Event) -> bool:
     """Bounded wait until every publisher is matched (discovery takes 0.05-3 s)."""
     deadline = node.get_clock().now().nanoseconds + int(timeout * 1e9)
@@ -250,6 +254,11 @@ class ReplayNode(Node):
                 pubs = list(self.image_pubs.values())
                 if not wait_for_subscribers(self, pubs, s.wait_for_subscribers, self.stop):
                     self.get_logger().warning("not every image topic has a subscriber; starting anyway")
+                # The other topics are optional (nobody need listen to /clock), but a subscriber that exists
+                # is discovered within moments of the image subscribers (same participant exchange): a short
+                # grace keeps its first messages from being published before the match.
+                others = [*self.info_pubs.values(), self.tf_pub, *([self.clock.pub] if self.clock else [])]
+                wait_for_subscribers(self, others, min(OPTIONAL_MATCH_GRACE_S, s.wait_for_subscribers), self.stop)
             if s.start_delay > 0:
                 self.stop.wait(s.start_delay)
             while not self.stop.is_set():
