@@ -10,6 +10,7 @@ from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 import torchvision
 from torch import Tensor, nn
 
@@ -33,6 +34,11 @@ class ResNetTrunk(nn.Module):
         net = _RESNETS[depth](weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        # Training option (mmdet's with_cp): keep only each residual block's input and recompute the block in
+        # the backward pass, trading ~30 % more backbone time for most of its activation memory. The recompute
+        # runs training-mode BatchNorm a second time, so running statistics take two momentum updates per
+        # step (as in mmdet); gradients and outputs are unchanged.
+        self.grad_checkpoint = False
 
     @torch.no_grad()
     def fuse_batchnorm(self) -> None:
@@ -58,11 +64,13 @@ class ResNetTrunk(nn.Module):
     def forward(self, x: Tensor) -> List[Tensor]:
         """[N, 3, H, W] -> [C2 [N, c2, H/4, W/4], C3, C4, C5 [N, c5, H/32, W/32]]."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c2, c3, c4, c5]
+        checkpointed = self.grad_checkpoint and self.training and torch.is_grad_enabled()
+        outs = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if checkpointed else block(x)
+            outs.append(x)
+        return outs
 
 
 class _ConvModule(nn.Module):

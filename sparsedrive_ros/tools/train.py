@@ -33,6 +33,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--load-from", default=None, help="initial weights (non-strict), e.g. a stage-1 checkpoint")
     p.add_argument("--backbone-weights", default=None, help="torchvision ResNet .pth for the ImageNet init")
+    p.add_argument("--anchors", default=None,
+                   help="directory of k-means anchor files (tools.kmeans_anchors or the original's data/kmeans)")
+    p.add_argument("--no-kmeans-anchors", action="store_true",
+                   help="keep the model's stand-in anchors instead of k-means on the training split")
+    p.add_argument("--grad-checkpoint", action="store_true",
+                   help="recompute backbone blocks in the backward pass (less activation memory, ~30%% slower)")
     p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler (CUDA only)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--seed", type=int, default=None)
@@ -44,12 +50,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def apply_overrides(cfg, args):
     optim = cfg.optim if args.lr is None else dataclasses.replace(cfg.optim, lr=args.lr)
-    changes = {"optim": optim, "amp": args.amp or cfg.amp}
+    changes = {"optim": optim, "amp": args.amp or cfg.amp,
+               "grad_checkpoint": args.grad_checkpoint or cfg.grad_checkpoint}
     for field, value in (("max_steps", args.max_steps), ("batch_size", args.batch_size), ("split", args.split),
                          ("load_from", args.load_from), ("seed", args.seed),
-                         ("backbone_weights", args.backbone_weights)):
+                         ("backbone_weights", args.backbone_weights), ("anchors_dir", args.anchors)):
         if value is not None:
             changes[field] = value
+    if args.no_kmeans_anchors:
+        changes["kmeans_anchors"] = False
     if args.no_depth:
         changes["loss"] = dataclasses.replace(cfg.loss, with_depth=False)
     return dataclasses.replace(cfg, **changes)

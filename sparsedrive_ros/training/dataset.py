@@ -10,7 +10,7 @@ the model's own 2-s time-gap rule, as in the original.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -133,6 +133,14 @@ class SparseDriveTrainData:
             lidar = self.nusc.key_sample_data(sample, LIDAR_CHANNEL)
             self._cache[token] = (inputs, gt, filter_gt(gt), str(self.nusc.dataroot / lidar["filename"]))
         return self._cache[token]
+
+    def ground_truth(self) -> Iterator[dict]:
+        """Filtered GT of every sample, in the lidar frame, without reading images (for k-means anchors)."""
+        for tokens in self.scenes.values():
+            for token in tokens:
+                _, gt, gt_f, _ = self._static(token)
+                yield {**gt_f, "ego_fut_trajs": gt.ego_fut_trajs, "ego_fut_masks": gt.ego_fut_masks,
+                       "command": int(np.argmax(gt.ego_fut_cmd))}
 
     def frame(self, token: str, aug: Optional[A.ImageAug], rng: np.random.Generator) -> TrainFrame:
         inputs, gt, gt_f, lidar_path = self._static(token)

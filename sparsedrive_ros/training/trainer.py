@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from sparsedrive_ros.model.deformable_aggregation import channels_last_feature_maps
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, build_sparsedrive, raw_arrays
+from sparsedrive_ros.training.anchors import apply_anchors, compute_anchors, load_anchors
 from sparsedrive_ros.training.augment import grid_mask
 from sparsedrive_ros.training.config import TrainConfig, config_to_dict, model_config_from_dict
 from sparsedrive_ros.training.criterion import SparseDriveCriterion
@@ -246,10 +247,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = build_sparsedrive(cfg.model.stage, cfg.model)
         init_training_weights(model)
+        self.anchor_notes = self._init_anchors(model, data)
         if cfg.backbone_weights:
             load_backbone_weights(model, cfg.backbone_weights)
         if cfg.load_from:
             _load_initial_weights(model, cfg.load_from)
+        model.img_backbone.grad_checkpoint = cfg.grad_checkpoint
         self.model = model.to(self.env.device)
         self.module = TrainingModule(self.model, SparseDriveCriterion(cfg.loss), cfg.aug.grid_mask_prob,
                                      seed=cfg.seed + 7919 * self.env.rank).train()
@@ -266,6 +269,20 @@ class Trainer:
             self._maybe_resume()
         self.streams = SequenceStreams(data, cfg.batch_size, seed=cfg.seed + 1000 * self.env.rank + self.step,
                                        sequences_split_num=cfg.sequences_split_num)
+
+    def _init_anchors(self, model: SparseDrive, data: SparseDriveTrainData) -> list[str]:
+        """Every rank computes the same seeded anchors, so no broadcast is needed."""
+        if self.cfg.anchors_dir:
+            anchors = load_anchors(self.cfg.anchors_dir, model)
+        elif self.cfg.kmeans_anchors:
+            anchors = compute_anchors(data.ground_truth(), model, seed=self.cfg.seed)
+        else:
+            return []
+        apply_anchors(model, anchors)
+        if self.env.is_main:
+            for note in anchors.notes:
+                print(f"[train] anchors: {note}", flush=True)
+        return anchors.notes
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     @property
