@@ -162,3 +162,23 @@ def test_backbone_weights_load_from_torchvision_layout(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises((ValueError, RuntimeError)):
         load_backbone_weights(model, str(tmp_path / "bad.pth"))
+
+
+def test_progress_line_reports_eta_from_measured_step_time():
+    import io
+
+    from sparsedrive_ros.training.trainer import Progress, format_duration
+
+    clock = iter([0.0, 10.0, 10.5, 20.0, 40.0])
+    stream = io.StringIO()
+    p = Progress(start_step=0, max_steps=100, interval_s=5.0, stream=stream, clock=lambda: next(clock))  # t=0
+    p.update(10, {"loss": 3.0, "lr": 1e-3})  # t=10: 1 s/step, 90 steps left
+    p.update(11, {"loss": 2.0, "lr": 1e-3})  # t=10.5: within the interval, silent
+    p.update(20, {"loss": 1.5, "lr": 1e-3})  # t=20: 1 s/step, 80 left
+    p.update(100, {"loss": 1.0, "lr": 1e-4})  # t=40: the last step always prints
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3
+    assert "step 10/100 (10 %)" in lines[0] and "1.00 s/step" in lines[0] and "ETA 1m30s" in lines[0]
+    assert "loss 1.500" in lines[1] and "ETA 1m20s" in lines[1]
+    assert "0.40 s/step" in lines[2] and "ETA 0m00s" in lines[2]
+    assert format_duration(3 * 3600 + 61) == "3h01m"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "save_checkpoint",
     "load_model_from_checkpoint",
     "load_backbone_weights",
+    "Progress",
 ]
 
 CLS_BIAS_INIT = -4.595  # logit(0.01)
@@ -364,6 +366,7 @@ class Trainer:
         max_steps = max_steps or self.cfg.max_steps
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = (self.work_dir / "log.jsonl").open("a") if self.env.is_main else None
+        progress = Progress(self.step, max_steps) if self.env.is_main else None
         records = []
         try:
             while self.step < max_steps:
@@ -371,6 +374,8 @@ class Trainer:
                 record = self.train_step(self.next_batch())
                 record["time_s"] = time.perf_counter() - t0
                 records.append(record)
+                if progress is not None:
+                    progress.update(self.step, record)
                 if log is not None and (self.step % self.log_every == 0 or self.step == max_steps):
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -379,4 +384,48 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
+            if progress is not None:
+                progress.close()
         return records
+
+
+class Progress:
+    """One status line on stderr: step, loss, lr, seconds per step and ETA.
+
+    On a terminal the line redraws in place; in a log file (CI, nohup) it is written every ``interval_s``
+    seconds so that the file stays short.
+    """
+
+    def __init__(self, start_step: int, max_steps: int, interval_s: float = 30.0, stream=None,
+                 clock=time.perf_counter) -> None:
+        self.stream, self.clock = stream or sys.stderr, clock
+        self.tty = self.stream.isatty()
+        self.max_steps, self.interval_s = max_steps, (0.5 if self.tty else interval_s)
+        self.start_step, self.start = start_step, clock()
+        self.last_print = -float("inf")
+        self.line = ""
+
+    def update(self, step: int, record: dict) -> None:
+        now = self.clock()
+        if now - self.last_print < self.interval_s and step < self.max_steps:
+            return
+        self.last_print = now
+        per_step = (now - self.start) / max(step - self.start_step, 1)
+        eta = per_step * (self.max_steps - step)
+        self.line = (f"[train] step {step}/{self.max_steps} ({100.0 * step / self.max_steps:.0f} %) "
+                     f"loss {record['loss']:.3f} lr {record['lr']:.2e} {per_step:.2f} s/step "
+                     f"ETA {format_duration(eta)}")
+        self.stream.write(("\r" + self.line) if self.tty else self.line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.line:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
