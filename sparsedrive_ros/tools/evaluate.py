@@ -1,9 +1,13 @@
 """Evaluate a SparseDrive checkpoint on a nuScenes-layout dataroot: detection mAP/NDS, map AP, and (stage 2)
-motion minADE/minFDE/MR/EPA and planning L2/collision.
+motion minADE/minFDE/MR/EPA and planning L2/collision; with --tracking also the nuScenes tracking metrics.
 
-    python -m sparsedrive_ros.tools.evaluate --checkpoint FILE --data DIR --out metrics.json [--split val]
+    python -m sparsedrive_ros.tools.evaluate --checkpoint FILE --data DIR --out metrics.json [--split val] [--tracking]
 
 FILE is a training checkpoint ({"state_dict", "meta": {"config", ...}}, see training/trainer.py).
+--tracking scores the detections' instance ids with the official devkit's TrackingEval (AMOTA, AMOTP, RECALL,
+MOTAR, MOTA, MOTP, IDS, FRAG, ...). It needs the optional extra (scripts/setup_devkit.sh) and a split that is a
+predefined devkit split (val/train; 'all' is none); otherwise the metrics say why tracking was skipped. It is
+opt-in rather than automatic so that the default run does not depend on what is installed and stays fast.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="metrics JSON file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke runs)")
+    p.add_argument("--tracking", action="store_true",
+                   help="also compute nuScenes tracking metrics with the official devkit (optional extra)")
     args = p.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f"checkpoint {args.checkpoint!r} does not exist")
     model, meta = load_model_from_checkpoint(args.checkpoint)
     nusc = NuScenes(args.data, args.version)
-    res = evaluate_model(model, nusc, scene_names_for_split(nusc, args.split), args.device, args.max_frames)
+    res = evaluate_model(model, nusc, scene_names_for_split(nusc, args.split), args.device, args.max_frames,
+                         tracking=args.tracking)
     res["checkpoint"] = {"path": str(args.checkpoint), "step": meta.get("step"), "config": meta.get("config_name")}
     Path(args.out).write_text(json.dumps(res, indent=2, default=float))
     print(format_table(res))

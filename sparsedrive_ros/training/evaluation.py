@@ -2,7 +2,9 @@
 
 Each scene is streamed in time order through a fresh temporal state (batch 1, as the official evaluation).
 Detections and GT go to the global frame for the nuScenes detection protocol; map, motion and planning are
-evaluated in each key frame's lidar frame. Ground truth comes from the project's nuScenes reader.
+evaluated in each key frame's lidar frame. Ground truth comes from the project's nuScenes reader. On request
+(``tracking=True``) the detections with their instance ids also form a nuScenes tracking submission, scored by
+the official devkit in a child process (optional extra, see ``metrics/tracking.py``).
 
 Known differences from the official pipeline: images are resized with OpenCV area averaging (the original
 uses PIL bicubic), the map GT is not shapely-simplified before the 200-point resampling, and the detection
@@ -25,8 +27,11 @@ from sparsedrive_ros.training.metrics.detection import DetBox, evaluate_detectio
 from sparsedrive_ros.training.metrics.map import MapSample, evaluate_map
 from sparsedrive_ros.training.metrics.motion import MotionSample, evaluate_motion
 from sparsedrive_ros.training.metrics.planning import PlanningSample, evaluate_planning
+from sparsedrive_ros.training.metrics.tracking import (TRACKING_CLASSES, TRACKING_THRESHOLD, evaluate_tracking,
+                                                       tracking_box, tracking_keep_count)
 
-__all__ = ["EvalAccumulator", "predicted_attribute", "lidar_boxes_to_global", "evaluate_model", "format_table"]
+__all__ = ["EvalAccumulator", "predicted_attribute", "lidar_boxes_to_global", "tracking_submission_boxes",
+           "evaluate_model", "format_table"]
 
 _VEHICLES = ("car", "construction_vehicle", "bus", "truck", "trailer")
 _DEFAULT_ATTRIBUTE = {
@@ -65,6 +70,30 @@ def lidar_boxes_to_global(
     return centres, yaw, vel, np.linalg.norm(ego[:, :2], axis=1)
 
 
+def tracking_submission_boxes(
+    sample_token: str,
+    boxes: np.ndarray,  # [K, >=9] x, y, z, l, w, h, yaw, vx, vy (lidar frame), sorted by score (descending)
+    labels: np.ndarray,  # [K] index into DETECTION_CLASSES
+    scores: np.ndarray,  # [K] final score (class score x centerness), the tracking_score
+    cls_scores: np.ndarray,  # [K] class score, thresholded as the original (see tracking_keep_count)
+    track_ids: np.ndarray,  # [K] instance ids, stable across the frames of a scene
+    t_global: np.ndarray,  # [4, 4] lidar -> global
+    lidar_to_ego: np.ndarray,  # [4, 4]
+    threshold: float = TRACKING_THRESHOLD,
+) -> list[dict]:
+    """One frame's detections as nuScenes tracking submission boxes (global frame, tracked classes only)."""
+    keep = tracking_keep_count(cls_scores, threshold)
+    boxes = np.asarray(boxes, np.float64)[:keep]
+    c, yaw, vel, _ = lidar_boxes_to_global(boxes, t_global, lidar_to_ego)
+    out = []
+    for i in range(keep):
+        name = DETECTION_CLASSES[int(labels[i])]
+        if name in TRACKING_CLASSES:
+            out.append(tracking_box(sample_token, c[i], (boxes[i, 4], boxes[i, 3], boxes[i, 5]), float(yaw[i]),
+                                    vel[i], name, float(scores[i]), int(track_ids[i])))
+    return out
+
+
 @dataclass
 class EvalAccumulator:
     """Collects per-frame predictions and GT for all four tasks."""
@@ -77,6 +106,7 @@ class EvalAccumulator:
     motion_pred: list[MotionSample] = field(default_factory=list)
     planning: list[PlanningSample] = field(default_factory=list)
     planning_cv: list[PlanningSample] = field(default_factory=list)  # constant-velocity baseline, same GT
+    tracking: dict[str, list[dict]] = field(default_factory=dict)  # sample token -> tracking submission boxes
 
     def add_detection(self, token: str, gt: FrameGroundTruth, attributes: Sequence[str], out: SparseDriveOutput,
                       t_global: np.ndarray, lidar_to_ego: np.ndarray) -> None:
@@ -98,6 +128,14 @@ class EvalAccumulator:
             self.det_pred.append(DetBox(token, tuple(c[i]), (pb[i, 4], pb[i, 3], pb[i, 5]), float(yaw[i]),
                                         tuple(vel[i]), name, score=float(score),
                                         attribute=predicted_attribute(name, vel[i]), ego_dist=float(dist[i])))
+
+    def add_tracking(self, token: str, out: SparseDriveOutput, t_global: np.ndarray, lidar_to_ego: np.ndarray) -> None:
+        """Every evaluated sample gets an entry (possibly empty): the devkit requires all samples of the split."""
+        det = out.detections
+        boxes, labels, scores, cls_scores, ids = (
+            x[0].detach().cpu().numpy() for x in (det.boxes, det.labels, det.scores, det.cls_scores, det.instance_ids))
+        self.tracking[token] = tracking_submission_boxes(token, boxes, labels, scores, cls_scores, ids, t_global,
+                                                         lidar_to_ego)
 
     def add_map(self, gt: FrameGroundTruth, out: SparseDriveOutput) -> None:
         lines, labels = [], []
@@ -179,12 +217,16 @@ def _attributes(nusc: NuScenes, token: str) -> list[str]:
 
 
 def evaluate_model(model: SparseDrive, nusc: NuScenes, scene_names: Sequence[str], device: str = "cpu",
-                   max_frames: Optional[int] = None) -> dict:
-    """Stream every scene through ``model`` (eval mode) and compute all metrics."""
+                   max_frames: Optional[int] = None, tracking: bool = False) -> dict:
+    """Stream every scene through ``model`` (eval mode) and compute all metrics.
+
+    ``tracking`` adds ``res["tracking"]`` (AMOTA, AMOTP, ... by the devkit, or ``{"skipped": reason}``). It is
+    opt-in: the devkit is an optional extra and takes minutes on the full val split.
+    """
     model = model.to(device).eval()
     aug = AugConfig(final_hw=tuple(model.config.image_hw))
     data = SparseDriveTrainData(nusc, scene_names, aug, train=False, with_depth=False)
-    acc, frames = EvalAccumulator(), 0
+    acc, frames, truncated = EvalAccumulator(), 0, False
     rng = np.random.default_rng(0)
     for tokens in data.scenes.values():
         stream = SparseDriveStream(model)
@@ -194,6 +236,7 @@ def evaluate_model(model: SparseDrive, nusc: NuScenes, scene_names: Sequence[str
             gts[tok] = (gt, inputs.T_global)
         for i, tok in enumerate(tokens):
             if max_frames is not None and frames >= max_frames:
+                truncated = True
                 break
             batch = collate([data.frame(tok, None, rng)], device)
             out = stream.step(FrameInputs(batch.images, batch.projection_mat, batch.image_wh, batch.timestamp,
@@ -201,6 +244,8 @@ def evaluate_model(model: SparseDrive, nusc: NuScenes, scene_names: Sequence[str
             inputs, gt, _, _ = data._static(tok)
             acc.add_detection(tok, gt, _attributes(nusc, tok), out, inputs.T_global, inputs.lidar_to_ego)
             acc.add_map(gt, out)
+            if tracking:
+                acc.add_tracking(tok, out, inputs.T_global, inputs.lidar_to_ego)
             if out.planning is not None:
                 acc.add_motion(gt, out)
                 acc.add_planning(gt, out, _future_boxes(nusc, tokens, i, gts))
@@ -208,6 +253,11 @@ def evaluate_model(model: SparseDrive, nusc: NuScenes, scene_names: Sequence[str
             frames += 1
     res = acc.results()
     res["num_frames"] = frames
+    if tracking and truncated:
+        res["tracking"] = {"skipped": "max_frames cut the split short; tracking needs every sample of its scenes"}
+    elif tracking:
+        res["tracking"] = evaluate_tracking(acc.tracking, nusc.dataroot, nusc.version, scene_names,
+                                            [s["name"] for s in nusc.scenes])
     return res
 
 
@@ -227,5 +277,11 @@ def format_table(res: dict) -> str:
         if "planning_constant_velocity" in res:
             rows += [(f"L2 {k} const. velocity", v) for k, v in res["planning_constant_velocity"]["L2"].items()]
         rows += [(f"collision {k} (%)", 100 * v) for k, v in pl["obj_box_col"].items()]
+    track = res.get("tracking", {})
+    if "AMOTA" in track:
+        rows += [(k, track[k]) for k in ("AMOTA", "AMOTP", "RECALL", "MOTAR", "MOTA", "MOTP", "IDS", "FRAG")]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v:8.4f}" for k, v in rows)
+    lines = [f"{k:<{width}}  {v:8.4f}" for k, v in rows]
+    if "skipped" in track:
+        lines.append(f"tracking skipped: {track['skipped']}")
+    return "\n".join(lines)
