@@ -3,7 +3,9 @@
     python benchmarks/bench_train.py --work /tmp/bench_train [--tiny-steps 100] [--full-steps 5]
 
 1. tiny config (ResNet-18, 128x320): --tiny-steps steps, loss of the first/last 10 steps, s/step.
-2. stage1 / stage2 configs (ResNet-50, 256x704, batch 1): --full-steps steps each, s/step, peak CUDA memory.
+2. stage1 / stage2 configs (ResNet-50, 256x704): --full-steps steps each at the batch sizes of --full-batch
+   (default 1 and 1; the original's per-GPU batches are 8 and 6), s/step, peak CUDA memory; with
+   --grad-checkpoint each full run repeats with backbone gradient checkpointing.
 """
 
 import argparse
@@ -22,9 +24,10 @@ from sparsedrive_ros.training.dataset import SparseDriveTrainData, scene_names_f
 from sparsedrive_ros.training.trainer import DistEnv, Trainer
 
 
-def run(name, nusc, work, steps, device, amp, batch_size=None):
+def run(name, nusc, work, steps, device, amp, batch_size=None, grad_checkpoint=False, amp_dtype="bfloat16"):
     cfg = get_config(name)
-    cfg = dataclasses.replace(cfg, max_steps=max(steps, 2), amp=amp, batch_size=batch_size or cfg.batch_size)
+    cfg = dataclasses.replace(cfg, max_steps=max(steps, 2), amp=amp, amp_dtype=amp_dtype, batch_size=batch_size or cfg.batch_size,
+                              grad_checkpoint=grad_checkpoint)
     data = SparseDriveTrainData(nusc, scene_names_for_split(nusc, "all"), cfg.aug)
     env = DistEnv(device=torch.device(device))
     trainer = Trainer(cfg, data, work / name, env, resume=False)
@@ -42,7 +45,7 @@ def run(name, nusc, work, steps, device, amp, batch_size=None):
         data_times.append(t1 - t0)
         losses.append(rec["loss"])
     k = min(10, max(1, steps // 3))
-    out = {"config": name, "steps": steps, "batch": cfg.batch_size, "amp": amp,
+    out = {"config": name, "steps": steps, "batch": cfg.batch_size, "amp": amp and amp_dtype, "grad_checkpoint": grad_checkpoint,
            "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
            "s_per_step_median": float(np.median(times[1:] if steps > 1 else times)),
            "data_s_per_step_median": float(np.median(data_times)),
@@ -50,6 +53,9 @@ def run(name, nusc, work, steps, device, amp, batch_size=None):
            "skipped": 0}
     print(json.dumps(out), flush=True)
     trainer.save()
+    del trainer
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
     return out
 
 
@@ -58,8 +64,11 @@ def main():
     p.add_argument("--work", default="/tmp/bench_train")
     p.add_argument("--tiny-steps", type=int, default=100)
     p.add_argument("--full-steps", type=int, default=5)
-    p.add_argument("--amp", action="store_true", help="fp16 autocast for the tiny run")
-    p.add_argument("--amp-full", action="store_true", help="fp16 autocast for the stage1/stage2 runs")
+    p.add_argument("--amp", action="store_true", help="autocast for the tiny run")
+    p.add_argument("--amp-full", action="store_true", help="autocast for the stage1/stage2 runs")
+    p.add_argument("--amp-dtype", default="bfloat16", choices=("bfloat16", "float16"))
+    p.add_argument("--full-batch", default="1,1", help="stage1,stage2 batch sizes per step")
+    p.add_argument("--grad-checkpoint", action="store_true", help="repeat each full run with checkpointing")
     p.add_argument("--width", type=int, default=800)
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -69,11 +78,15 @@ def main():
                                                     height=args.width * 9 // 16))
     print(f"dataset {time.perf_counter() - t:.1f} s; device {device}", flush=True)
     nusc = NuScenes(work / "data", "v1.0-mini")
-    jobs = [("tiny", args.tiny_steps, args.amp, None)]
-    jobs += [(name, args.full_steps, args.amp_full, 1) for name in ("stage1", "stage2") if args.full_steps > 0]
-    for name, steps, amp, batch in jobs:
+    jobs = [("tiny", args.tiny_steps, args.amp, None, False)] if args.tiny_steps > 0 else []
+    batches = [int(b) for b in args.full_batch.split(",")]
+    for name, batch in zip(("stage1", "stage2"), batches):
+        for ckpt in ((False, True) if args.grad_checkpoint else (False,)):
+            if args.full_steps > 0:
+                jobs.append((name, args.full_steps, args.amp_full, batch, ckpt))
+    for name, steps, amp, batch, ckpt in jobs:
         try:
-            run(name, nusc, work, steps, device, amp, batch_size=batch)
+            run(name, nusc, work, steps, device, amp, batch_size=batch, grad_checkpoint=ckpt, amp_dtype=args.amp_dtype)
         except Exception as exc:  # report and go on with the next configuration
             print(json.dumps({"config": name, "error": repr(exc)[:500]}), flush=True)
 

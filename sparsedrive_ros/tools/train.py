@@ -39,7 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="keep the model's stand-in anchors instead of k-means on the training split")
     p.add_argument("--grad-checkpoint", action="store_true",
                    help="recompute backbone blocks in the backward pass (less activation memory, ~30%% slower)")
-    p.add_argument("--amp", action="store_true", help="fp16 autocast + GradScaler (CUDA only)")
+    p.add_argument("--amp", action="store_true", help="mixed-precision autocast (CUDA only), see --amp-dtype")
+    p.add_argument("--amp-dtype", default=None, choices=("bfloat16", "float16"),
+                   help="default bfloat16; float16 adds a GradScaler (the original's fp16)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-resume", action="store_true")
@@ -54,7 +56,8 @@ def apply_overrides(cfg, args):
                "grad_checkpoint": args.grad_checkpoint or cfg.grad_checkpoint}
     for field, value in (("max_steps", args.max_steps), ("batch_size", args.batch_size), ("split", args.split),
                          ("load_from", args.load_from), ("seed", args.seed),
-                         ("backbone_weights", args.backbone_weights), ("anchors_dir", args.anchors)):
+                         ("backbone_weights", args.backbone_weights), ("anchors_dir", args.anchors),
+                         ("amp_dtype", args.amp_dtype)):
         if value is not None:
             changes[field] = value
     if args.no_kmeans_anchors:

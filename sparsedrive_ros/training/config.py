@@ -43,7 +43,10 @@ class TrainConfig:
     batch_size: int = 8  # per process
     max_steps: int = 43_900
     sequences_split_num: int = 2
-    amp: bool = False
+    amp: bool = False  # mixed precision on CUDA (autocast); ignored on CPU
+    # bfloat16 has float32's range and needs no loss scaling; float16 (+ GradScaler, the original's fp16) overflowed
+    # in the decoders' classification within a few steps of stage 1/2 on an H200 (benchmarks/gpu_train_check.sh).
+    amp_dtype: str = "bfloat16"
     grad_checkpoint: bool = False  # recompute backbone blocks in the backward pass (less memory, more time)
     checkpoint_interval: int = 8780
     seed: int = 0
@@ -62,6 +65,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
         if tuple(self.aug.final_hw) != tuple(self.model.image_hw):
             raise ValueError(f"aug.final_hw={self.aug.final_hw} must equal model.image_hw={self.model.image_hw}")
 

@@ -265,7 +265,8 @@ class Trainer:
                                                            find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.backbone_lr_mult)
         use_amp = cfg.amp and self.env.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        self.amp_dtype = getattr(torch, cfg.amp_dtype) if use_amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.step = 0
         if resume:
             self._maybe_resume()
@@ -322,12 +323,14 @@ class Trainer:
         lr = self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         device_type = self.env.device.type
-        with torch.autocast(device_type, dtype=torch.float16, enabled=self.scaler is not None):
+        with torch.autocast(device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             losses = self.ddp(batch)
         total = sum(losses.values())
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite loss at step {self.step}: "
-                                     f"{ {k: float(v) for k, v in losses.items()} }")
+                                     f"{ {k: float(v.detach()) for k, v in losses.items()} }"
+                                     + ("; float16 autocast can overflow in the heads: try amp_dtype='bfloat16'"
+                                        if self.amp_dtype == torch.float16 else ""))
         if self.scaler is not None:
             self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)
