@@ -182,3 +182,31 @@ def test_progress_line_reports_eta_from_measured_step_time():
     assert "loss 1.500" in lines[1] and "ETA 1m20s" in lines[1]
     assert "0.40 s/step" in lines[2] and "ETA 0m00s" in lines[2]
     assert format_duration(3 * 3600 + 61) == "3h01m"
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_prefetcher_keeps_order_and_raises_producer_errors(depth):
+    import threading
+
+    from sparsedrive_ros.training.trainer import Prefetcher
+
+    rng = np.random.default_rng(0)
+    expected = np.random.default_rng(0).random(6).tolist()
+    threads = set()
+
+    def produce():
+        threads.add(threading.current_thread().name)
+        if produce.calls == 6:
+            raise RuntimeError("corrupt image")
+        produce.calls += 1
+        return rng.random()
+
+    produce.calls = 0
+    p = Prefetcher(produce, depth)
+    assert [p.get() for _ in range(6)] == expected
+    with pytest.raises(RuntimeError, match="corrupt image"):
+        p.get()
+    p.close()
+    assert threads == ({"batch_prefetch"} if depth else {threading.current_thread().name})
+    if depth:
+        assert not p._thread.is_alive()

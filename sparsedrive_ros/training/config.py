@@ -49,6 +49,9 @@ class TrainConfig:
     amp_dtype: str = "bfloat16"
     grad_checkpoint: bool = False  # recompute backbone blocks in the backward pass (less memory, more time)
     checkpoint_interval: int = 8780
+    # Batches read and augmented ahead on a background thread while a step runs (OpenCV releases the GIL);
+    # 0 reads in the step. Same batches in the same order either way.
+    prefetch_batches: int = 2
     seed: int = 0
     split: str = "train"
     load_from: Optional[str] = None  # stage 2 starts from a stage-1 checkpoint (non-strict)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ __all__ = [
     "save_checkpoint",
     "load_model_from_checkpoint",
     "load_backbone_weights",
+    "Prefetcher",
     "Progress",
 ]
 
@@ -371,10 +374,11 @@ class Trainer:
         log = (self.work_dir / "log.jsonl").open("a") if self.env.is_main else None
         progress = Progress(self.step, max_steps) if self.env.is_main else None
         records = []
+        prefetch = Prefetcher(self.streams.next_frames, self.cfg.prefetch_batches)
         try:
             while self.step < max_steps:
                 t0 = time.perf_counter()
-                record = self.train_step(self.next_batch())
+                record = self.train_step(collate(prefetch.get(), self.env.device))
                 record["time_s"] = time.perf_counter() - t0
                 records.append(record)
                 if progress is not None:
@@ -385,11 +389,58 @@ class Trainer:
                 if self.step % self.cfg.checkpoint_interval == 0 or self.step == max_steps:
                     self.save()
         finally:
+            prefetch.close()
             if log is not None:
                 log.close()
             if progress is not None:
                 progress.close()
         return records
+
+
+class Prefetcher:
+    """Calls ``produce`` on a background thread, at most ``depth`` results ahead; ``get`` returns them in order.
+
+    One producer thread keeps the data streams' order and random draws exactly those of inline reading. An
+    exception in ``produce`` is re-raised by the ``get`` that would have returned its result. Results produced
+    but not taken before ``close`` are dropped (a later ``Trainer.train`` call continues after them).
+    """
+
+    def __init__(self, produce: Callable[[], Any], depth: int = 2) -> None:
+        self.produce, self.depth = produce, depth
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self._thread: Optional[threading.Thread] = None
+        if depth > 0:
+            self._thread = threading.Thread(target=self._run, name="batch_prefetch", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item: tuple[bool, Any] = (True, self.produce())
+            except BaseException as exc:  # handed to the consumer, which raises it
+                item = (False, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not item[0]:
+                return
+
+    def get(self) -> Any:
+        if self._thread is None:
+            return self.produce()
+        ok, value = self._queue.get()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30.0)
 
 
 class Progress:
