@@ -58,3 +58,29 @@ def test_evaluate_rejects_missing_checkpoint(tmp_path):
                            str(tmp_path / "none.pt"), "--data", str(tmp_path), "--out", str(tmp_path / "m.json")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint(data_root, tmp_path):
+    """`timeout` or a pre-emption sends SIGTERM: the run ends cleanly and nothing trained is lost."""
+    import os
+    import signal
+    import time
+
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "sparsedrive_ros.tools.train", "--config", "micro", "--data", str(data_root),
+           "--work-dir", str(work), "--device", "cpu", "--max-steps", "1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = work / "log.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    steps = [json.loads(l)["step"] for l in log.read_text().splitlines()]
+    ckpt = torch.load(work / "latest.pt", weights_only=True)
+    assert ckpt["meta"]["step"] == steps[-1] >= 2 and steps == list(range(1, steps[-1] + 1))
+    assert f"SIGTERM: stopped at step {steps[-1]}" in err

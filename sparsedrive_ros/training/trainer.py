@@ -13,6 +13,7 @@ import json
 import math
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -368,15 +369,26 @@ class Trainer:
 
     # -- loop ---------------------------------------------------------------------------------------------------
     def train(self, max_steps: Optional[int] = None) -> list[dict]:
-        """Train up to ``max_steps`` (default cfg.max_steps) total steps; returns the logged records."""
+        """Train up to ``max_steps`` (default cfg.max_steps) total steps; returns the logged records.
+
+        SIGTERM (``timeout``, a cluster's pre-emption) or a first Ctrl-C ends the run after the current step
+        with a checkpoint, so a rerun resumes there; a second Ctrl-C interrupts at once.
+        """
         max_steps = max_steps or self.cfg.max_steps
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = (self.work_dir / "log.jsonl").open("a") if self.env.is_main else None
         progress = Progress(self.step, max_steps) if self.env.is_main else None
         records = []
         prefetch = Prefetcher(self.streams.next_frames, self.cfg.prefetch_batches)
+        stop = StopRequest()
         try:
             while self.step < max_steps:
+                if self._any_rank(stop.requested):
+                    self.save()
+                    if self.env.is_main:
+                        print(f"[train] {stop.reason}: stopped at step {self.step}, checkpoint {self.latest_path}",
+                              file=sys.stderr, flush=True)
+                    break
                 t0 = time.perf_counter()
                 record = self.train_step(collate(prefetch.get(), self.env.device))
                 record["time_s"] = time.perf_counter() - t0
@@ -389,12 +401,42 @@ class Trainer:
                 if self.step % self.cfg.checkpoint_interval == 0 or self.step == max_steps:
                     self.save()
         finally:
+            stop.restore()
             prefetch.close()
             if log is not None:
                 log.close()
             if progress is not None:
                 progress.close()
         return records
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every rank when any rank's flag is set (ranks must leave the loop at the same step)."""
+        if not self.env.distributed:
+            return flag
+        value = torch.tensor([float(flag)], device=self.env.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+
+class StopRequest:
+    """Turns SIGTERM and a first SIGINT into a flag checked between steps (handlers only in the main thread)."""
+
+    def __init__(self) -> None:
+        self.requested, self.reason = False, ""
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested, self.reason = True, signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 class Prefetcher:
