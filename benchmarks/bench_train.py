@@ -24,10 +24,11 @@ from sparsedrive_ros.training.dataset import SparseDriveTrainData, scene_names_f
 from sparsedrive_ros.training.trainer import DistEnv, Trainer
 
 
-def run(name, nusc, work, steps, device, amp, batch_size=None, grad_checkpoint=False, amp_dtype="bfloat16"):
+def run(name, nusc, work, steps, device, amp, batch_size=None, grad_checkpoint=False, amp_dtype="bfloat16",
+        loop_steps=0):
     cfg = get_config(name)
-    cfg = dataclasses.replace(cfg, max_steps=max(steps, 2), amp=amp, amp_dtype=amp_dtype, batch_size=batch_size or cfg.batch_size,
-                              grad_checkpoint=grad_checkpoint)
+    cfg = dataclasses.replace(cfg, max_steps=max(steps, 2), amp=amp, amp_dtype=amp_dtype,
+                              batch_size=batch_size or cfg.batch_size, grad_checkpoint=grad_checkpoint)
     data = SparseDriveTrainData(nusc, scene_names_for_split(nusc, "all"), cfg.aug)
     env = DistEnv(device=torch.device(device))
     trainer = Trainer(cfg, data, work / name, env, resume=False)
@@ -45,7 +46,15 @@ def run(name, nusc, work, steps, device, amp, batch_size=None, grad_checkpoint=F
         data_times.append(t1 - t0)
         losses.append(rec["loss"])
     k = min(10, max(1, steps // 3))
-    out = {"config": name, "steps": steps, "batch": cfg.batch_size, "amp": amp and amp_dtype, "grad_checkpoint": grad_checkpoint,
+    loop_s = None
+    if loop_steps > 0:
+        # Trainer.train as a user runs it: the next batches are read on the prefetch thread during each step.
+        # time_s per record spans waiting for the batch, collation and the step (the loss read-out synchronises);
+        # the first step pays the prefetch thread's start and the end-of-run checkpoint is outside it.
+        records = trainer.train(max_steps=trainer.step + loop_steps)
+        loop_s = float(np.median([r["time_s"] for r in records[1:]] or [records[0]["time_s"]]))
+    out = {"config": name, "steps": steps, "batch": cfg.batch_size, "amp": amp and amp_dtype,
+           "grad_checkpoint": grad_checkpoint, "train_loop_s_per_step_with_prefetch": loop_s,
            "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
            "s_per_step_median": float(np.median(times[1:] if steps > 1 else times)),
            "data_s_per_step_median": float(np.median(data_times)),
@@ -67,6 +76,8 @@ def main():
     p.add_argument("--amp", action="store_true", help="autocast for the tiny run")
     p.add_argument("--amp-full", action="store_true", help="autocast for the stage1/stage2 runs")
     p.add_argument("--amp-dtype", default="bfloat16", choices=("bfloat16", "float16"))
+    p.add_argument("--loop-steps", type=int, default=0,
+                   help="then time this many steps of Trainer.train (prefetch thread on) per run")
     p.add_argument("--full-batch", default="1,1", help="stage1,stage2 batch sizes per step")
     p.add_argument("--grad-checkpoint", action="store_true", help="repeat each full run with checkpointing")
     p.add_argument("--width", type=int, default=800)
@@ -86,7 +97,8 @@ def main():
                 jobs.append((name, args.full_steps, args.amp_full, batch, ckpt))
     for name, steps, amp, batch, ckpt in jobs:
         try:
-            run(name, nusc, work, steps, device, amp, batch_size=batch, grad_checkpoint=ckpt, amp_dtype=args.amp_dtype)
+            run(name, nusc, work, steps, device, amp, batch_size=batch, grad_checkpoint=ckpt, amp_dtype=args.amp_dtype,
+                loop_steps=args.loop_steps)
         except Exception as exc:  # report and go on with the next configuration
             print(json.dumps({"config": name, "error": repr(exc)[:500]}), flush=True)
 
