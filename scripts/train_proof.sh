@@ -12,7 +12,7 @@ mkdir -p "$WORK"
 [ -d "$WORK/data/v1.0-mini" ] || python -m sparsedrive_ros.tools.make_synthetic --out "$WORK/data" --seconds 8 --scenes 8 --seed 11
 # Scenes are named after v1.0-mini's; the first two (scene-0103, scene-0916) form the val split.
 timeout "$((MINUTES * 60))" python -m sparsedrive_ros.tools.train --config tiny --data "$WORK/data" --split train \
-  --work-dir "$WORK/train" --max-steps "${MAX_STEPS:-1300}" || echo "[proof] training stopped (time limit or end)"
+  --work-dir "$WORK/train" --max-steps "${MAX_STEPS:-2200}" || echo "[proof] training stopped (time limit or end)"
 python -m sparsedrive_ros.tools.evaluate --checkpoint "$WORK/train/latest.pt" --data "$WORK/data" --split val \
   --out "$WORK/metrics.json"
 python - "$WORK/train/log.jsonl" <<'PY'

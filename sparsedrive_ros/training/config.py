@@ -110,7 +110,7 @@ def tiny() -> TrainConfig:
     aug = AugConfig(final_hw=(64, 192), photometric=False, grid_mask_prob=0.0)
     return TrainConfig(
         name="tiny", model=model, optim=OptimConfig(lr=1e-3, backbone_lr_mult=0.5, warmup_iters=50),
-        aug=aug, batch_size=2, max_steps=1300, checkpoint_interval=250,
+        aug=aug, batch_size=1, max_steps=2200, checkpoint_interval=250,
     )
 
 
