@@ -136,23 +136,33 @@ def _per_group(samples: dict[int, list[F64]], current: torch.Tensor, seed: int, 
     groups, modes, steps = result.shape[:3]
     for g in range(groups):
         rows = np.asarray(samples.get(g, []), dtype=np.float64).reshape(-1, steps * 2)
-        if len(np.unique(rows, axis=0)) < modes:
-            distinct = len(np.unique(rows, axis=0))
+        distinct = len(np.unique(rows, axis=0))
+        if distinct < modes:
             notes.append(f"{what} {g}: {distinct} distinct samples for {modes} modes; keeps stand-ins")
             continue
         result[g] = kmeans(rows, modes, seed).reshape(modes, steps, 2)
     return result
 
 
+def _anchor_params(model: SparseDrive) -> dict[str, torch.nn.Parameter]:
+    """The model's anchor parameters under the names of :class:`Anchors` (motion/plan only in stage 2)."""
+    head = model.head
+    params = {"det": head.det_head.instance_bank.anchor, "map": head.map_head.instance_bank.anchor}
+    if head.motion_plan_head is not None:
+        params.update(motion=head.motion_plan_head.motion_anchor, plan=head.motion_plan_head.plan_anchor)
+    return params
+
+
+def _file_name(name: str, shape: tuple[int, ...]) -> str:
+    """The original's file name: det/map count anchors, motion/plan count modes (the second axis)."""
+    return FILE_NAMES[name].format(n=shape[0] if name in ("det", "map") else shape[1])
+
+
 @torch.no_grad()
 def apply_anchors(model: SparseDrive, anchors: Anchors) -> None:
     """Copy the arrays into the model's anchor parameters (shapes must match)."""
-    head = model.head
-    targets = [(anchors.det, head.det_head.instance_bank.anchor), (anchors.map, head.map_head.instance_bank.anchor)]
-    if head.motion_plan_head is not None:
-        targets += [(anchors.motion, head.motion_plan_head.motion_anchor),
-                    (anchors.plan, head.motion_plan_head.plan_anchor)]
-    for array, param in targets:
+    for name, param in _anchor_params(model).items():
+        array = getattr(anchors, name)
         if array is None:
             continue
         value = torch.as_tensor(np.asarray(array), dtype=param.dtype)
@@ -169,8 +179,7 @@ def save_anchors(anchors: Anchors, out_dir: str | Path) -> list[Path]:
         array = getattr(anchors, name)
         if array is None:
             continue
-        n = array.shape[0] if name in ("det", "map") else array.shape[1]
-        path = out / FILE_NAMES[name].format(n=n)
+        path = out / _file_name(name, array.shape)
         np.save(path, array.astype(np.float32))
         paths.append(path)
     return paths
@@ -181,17 +190,9 @@ def load_anchors(directory: str | Path, model: SparseDrive) -> Anchors:
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"anchor directory {d} does not exist")
-    head = model.head
-    sizes = {"det": head.det_head.instance_bank.anchor.shape[0], "map": head.map_head.instance_bank.anchor.shape[0]}
-    if head.motion_plan_head is not None:
-        sizes.update(motion=head.motion_plan_head.motion_anchor.shape[1],
-                     plan=head.motion_plan_head.plan_anchor.shape[1])
-    found = {}
-    for name, n in sizes.items():
-        path = d / FILE_NAMES[name].format(n=n)
-        if path.is_file():
-            found[name] = np.load(path, allow_pickle=False).astype(np.float64)
+    names = {name: _file_name(name, tuple(param.shape)) for name, param in _anchor_params(model).items()}
+    found = {name: np.load(d / f, allow_pickle=False).astype(np.float64)
+             for name, f in names.items() if (d / f).is_file()}
     if not found:
-        raise FileNotFoundError(f"no anchor file in {d} fits this model (looked for "
-                                f"{[FILE_NAMES[k].format(n=n) for k, n in sizes.items()]})")
+        raise FileNotFoundError(f"no anchor file in {d} fits this model (looked for {list(names.values())})")
     return Anchors(**found)
