@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from sparsedrive_ros.model.deformable_aggregation import (
+from sparsedrive_ros.model.deformable_op import (
     channels_last_feature_maps,
     deformable_aggregation,
     deformable_aggregation_reference,

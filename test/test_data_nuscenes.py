@@ -24,9 +24,9 @@ from sparsedrive_ros.data.synthetic_world import (
     LIDAR_CALIBRATION,
     ROAD_HALF_WIDTH,
     RoadShape,
-    box_corners,
 )
 from sparsedrive_ros.geometry import project_points, quat_to_rot
+from sparsedrive_ros.geometry.shapes import box_corners
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def _unoccluded(frame, gt, cam, i, uv, depth):
         if j == i or depth[j] >= depth[i]:
             continue
         b = gt.boxes[j]
-        cuv, cd = project_points(frame.lidar2img[cam], box_corners(b[:3], b[6], (b[4], b[3], b[5])))
+        cuv, cd = project_points(frame.lidar2img[cam], box_corners(b[:3], b[3:6], b[6]))
         if (cd > 0).all() and cuv[:, 0].min() <= uv[i, 0] <= cuv[:, 0].max() and cuv[:, 1].min() <= uv[i, 1] <= cuv[:, 1].max():
             return False
     return True

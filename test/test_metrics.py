@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from sparsedrive_ros.training.metrics import detection as D
-from sparsedrive_ros.training.metrics.map import MapSample, chamfer_distance, evaluate_map, resample_polyline
+from sparsedrive_ros.training.metrics.map import MapSample, chamfer_distance, evaluate_map
 from sparsedrive_ros.training.metrics.motion import MotionSample, evaluate_motion
-from sparsedrive_ros.training.metrics.planning import PlanningSample, boxes_overlap, box_corners, evaluate_planning
+from sparsedrive_ros.geometry.shapes import box_footprint, resample_polyline
+from sparsedrive_ros.training.metrics.planning import PlanningSample, boxes_overlap, evaluate_planning
 
 
 def _gt_scene(num_samples=3):
@@ -143,7 +144,7 @@ def test_map_ap_perfect_and_shifted():
     res = evaluate_map(gts, shifted)
     assert res["AP"]["divider"] == {"0.5": 0.0, "1.0": pytest.approx(1.0), "1.5": pytest.approx(1.0)}
     # a reversed polyline has the same chamfer distance
-    assert chamfer_distance(resample_polyline(_line(1)), resample_polyline(_line(1)[::-1])) == pytest.approx(0.0)
+    assert chamfer_distance(resample_polyline(_line(1), 200), resample_polyline(_line(1)[::-1], 200)) == pytest.approx(0.0)
 
 
 def test_map_duplicate_prediction_is_false_positive():
@@ -193,10 +194,10 @@ def test_planning_l2_and_collision():
 
 
 def test_box_overlap():
-    a = box_corners(0, 0, 4, 2, 0.0)
-    assert boxes_overlap(a, box_corners(1.9, 0, 1, 1, 0.0))
-    assert not boxes_overlap(a, box_corners(2.6, 0, 1, 1, 0.0))
-    assert boxes_overlap(a, box_corners(2.6, 0, 1, 1, math.pi / 4))  # rotated corner reaches in
+    a = box_footprint(0, 0, 4, 2, 0.0)
+    assert boxes_overlap(a, box_footprint(1.9, 0, 1, 1, 0.0))
+    assert not boxes_overlap(a, box_footprint(2.6, 0, 1, 1, 0.0))
+    assert boxes_overlap(a, box_footprint(2.6, 0, 1, 1, math.pi / 4))  # rotated corner reaches in
 
 
 def test_perfect_detections_with_attributes_give_nds_one():

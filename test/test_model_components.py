@@ -9,7 +9,7 @@ import torch
 
 from sparsedrive_ros.model.box3d import SparseBox3DDecoder, SparseBox3DKeyPointsGenerator, decode_box
 from sparsedrive_ros.model.config import MotionPlanConfig
-from sparsedrive_ros.model.dfa import DeformableFeatureAggregation, project_points
+from sparsedrive_ros.model.deformable_layer import DeformableFeatureAggregation, project_points
 from sparsedrive_ros.model.instance_bank import InstanceBank, InstanceBankState
 from sparsedrive_ros.model.layers import AsymmetricFFN, MultiheadAttention, sine_position_embedding
 from sparsedrive_ros.model.motion import InstanceQueue, InstanceQueueState, MotionPlanningHead

@@ -11,7 +11,8 @@ import torch
 from sparsedrive_ros.data.nuscenes import FrameGroundTruth
 from sparsedrive_ros.training import augment as A
 from sparsedrive_ros.training.config import config_to_dict, get_config, model_config_from_dict
-from sparsedrive_ros.training.dataset import filter_gt, resample_polyline
+from sparsedrive_ros.geometry.shapes import resample_polyline
+from sparsedrive_ros.training.dataset import filter_gt
 from sparsedrive_ros.training.trainer import build_optimizer, lr_factor
 
 

@@ -2,7 +2,7 @@
 
 Main entry points:
   NuScenes(dataroot, version)                      13 tables, walks (scenes, key frames, 12 Hz camera streams)
-  build_frame_inputs(nusc, sample) -> FrameInputs  SparseDrive's per-frame inputs (lidar2img, projection_mat, ...)
+  build_frame_inputs(nusc, sample) -> SampleInputs  SparseDrive's per-frame inputs (lidar2img, projection_mat, ...)
   build_ground_truth(nusc, sample) -> FrameGroundTruth
   load_images(paths) -> [N, H, W, 3] BGR uint8
   generate_dataset(out_dir, SyntheticConfig(...)) -> SyntheticDataset   (synthetic nuScenes dataroot)
@@ -13,7 +13,7 @@ from sparsedrive_ros.data.nuscenes import (
     CAMERA_ORDER,
     DETECTION_CLASSES,
     FrameGroundTruth,
-    FrameInputs,
+    SampleInputs,
     NuScenes,
     build_frame_inputs,
     build_ground_truth,
@@ -22,7 +22,7 @@ from sparsedrive_ros.data.replay_plan import ScenePlan, TopicNames, build_scene_
 from sparsedrive_ros.data.synthetic import SyntheticConfig, SyntheticDataset, generate_dataset
 
 __all__ = [
-    "CAMERA_ORDER", "DETECTION_CLASSES", "FrameGroundTruth", "FrameInputs", "ImageLoadError", "NuScenes",
+    "CAMERA_ORDER", "DETECTION_CLASSES", "FrameGroundTruth", "SampleInputs", "ImageLoadError", "NuScenes",
     "ScenePlan", "SyntheticConfig", "SyntheticDataset", "TopicNames", "build_frame_inputs", "build_ground_truth",
     "build_scene_plan", "generate_dataset", "load_image", "load_images",
 ]

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from sparsedrive_ros.conventions import MAP_CLASSES
+
 F64 = NDArray[np.float64]
-MAP_CLASSES = ("ped_crossing", "divider", "boundary")
 BOUNDARY_SHRINK_M = 0.2
 # Slivers left by floating-point seams between abutting polygons (shared edges whose vertices differ).
 MIN_RING_AREA_M2 = 0.01
@@ -254,13 +255,3 @@ def extract_map_elements(
         "divider": dividers,
         "boundary": polygon_union_lines(local_polys("road_segment") + local_polys("lane"), roi, use_shapely),
     }
-
-
-def resample_polyline(points: F64, num: int = 20) -> F64:
-    """[M, 2] -> [num, 2] points equally spaced along the polyline (the pipeline's VectorizeMap sampling)."""
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    dist = np.concatenate([[0.0], np.cumsum(seg)])
-    if dist[-1] <= 0:
-        return np.repeat(points[:1], num, axis=0)
-    targets = np.linspace(0.0, dist[-1], num)
-    return np.stack([np.interp(targets, dist, points[:, i]) for i in range(2)], axis=1)

@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sparsedrive_ros.data.can_bus import CanBus
-from sparsedrive_ros.data.map_expansion import MAP_CLASSES, MapRoi, VectorMap, extract_map_elements
+from sparsedrive_ros.conventions import CAMERA_ORDER, DETECTION_CLASSES, LIDAR_CHANNEL, MAP_CLASSES
+from sparsedrive_ros.data.map_expansion import MapRoi, VectorMap, extract_map_elements
 from sparsedrive_ros.geometry import (
     image_transform_matrix,
     invert_transform,
@@ -34,13 +35,6 @@ F64 = NDArray[np.float64]
 TABLE_NAMES = (
     "category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log",
     "scene", "sample", "sample_data", "sample_annotation", "map",
-)
-# The model's camera order (converter dict order); index 0 must be the front camera (ego feature).
-CAMERA_ORDER = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
-LIDAR_CHANNEL = "LIDAR_TOP"
-DETECTION_CLASSES = (
-    "car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle", "pedestrian",
-    "traffic_cone",
 )
 # nuScenes general category -> detection class (categories absent here are not detection targets).
 CATEGORY_TO_DETECTION = {
@@ -194,14 +188,15 @@ class NuScenes:
     def scene_of_sample(self, sample: Record) -> Record:
         return self.get("scene", sample["scene_token"])
 
-    def iter_frames(self, scene: Record) -> Iterator["FrameInputs"]:
+    def iter_frames(self, scene: Record) -> Iterator["SampleInputs"]:
         for sample in self.scene_samples(scene):
             yield build_frame_inputs(self, sample)
 
 
 @dataclass(frozen=True)
-class FrameInputs:
-    """Model inputs for one key frame, exactly as the original test pipeline builds them (spec §3.2).
+class SampleInputs:
+    """The inputs of one nuScenes key frame (sample) as numpy arrays and image paths (the model's tensor
+    container is :class:`sparsedrive_ros.model.FrameInputs`), exactly as the original test pipeline builds them (spec §3.2).
 
     Per-camera arrays are in CAMERA_ORDER (FRONT, FRONT_RIGHT, FRONT_LEFT, BACK, BACK_LEFT, BACK_RIGHT).
     """
@@ -226,12 +221,6 @@ class FrameInputs:
     command: int  # 0 right, 1 left, 2 straight (from the GT future ego path)
     ego_status: F64  # [10] CAN bus accel(3), rotation_rate(3), vel(3), steering; zeros when absent
     first_in_scene: bool
-
-    @property
-    def command_onehot(self) -> F64:
-        onehot = np.zeros(3, dtype=np.float64)
-        onehot[self.command] = 1.0
-        return onehot
 
 
 @dataclass(frozen=True)
@@ -317,14 +306,14 @@ def ego_future(nusc: NuScenes, sample: Record) -> tuple[F64, F64, int]:
     return offsets, masks[1:], command
 
 
-def build_frame_inputs(nusc: NuScenes, sample: Record) -> FrameInputs:
+def build_frame_inputs(nusc: NuScenes, sample: Record) -> SampleInputs:
     """Model inputs of one key frame (images are paths; load them with data.images.load_images)."""
     scene = nusc.scene_of_sample(sample)
     lidar_sd = nusc.key_sample_data(sample, LIDAR_CHANNEL)
     geo = _camera_geometry(nusc, sample, lidar_sd)
     t_global = lidar_to_global(geo["lidar_to_ego"], geo["ego_to_global"])
     _, _, command = ego_future(nusc, sample)
-    return FrameInputs(
+    return SampleInputs(
         sample_token=sample["token"],
         scene_name=scene["name"],
         location=nusc.location(scene),
@@ -424,6 +413,6 @@ def quat_yaw_of(transform: F64) -> float:
 
 __all__ = [
     "CAMERA_ORDER", "DETECTION_CLASSES", "CATEGORY_TO_DETECTION", "LIDAR_CHANNEL", "TABLE_NAMES", "NuScenes",
-    "FrameInputs", "FrameGroundTruth", "build_frame_inputs", "build_ground_truth", "ego_future",
+    "SampleInputs", "FrameGroundTruth", "build_frame_inputs", "build_ground_truth", "ego_future",
     "box_velocity_global", "lidar_pose_global",
 ]

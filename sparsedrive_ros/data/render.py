@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from sparsedrive_ros.data.synthetic_world import BOX_FACES, ROAD_HALF_WIDTH, SIDEWALK_WIDTH, Road, World, box_corners
+from sparsedrive_ros.data.synthetic_world import BOX_FACES, ROAD_HALF_WIDTH, SIDEWALK_WIDTH, Road, World
 from sparsedrive_ros.geometry import invert_transform
+from sparsedrive_ros.geometry.shapes import box_corners
 
 F64 = NDArray[np.float64]
 NEAR_M = 0.3
@@ -144,7 +145,7 @@ def render_camera(world: World, static: StaticScene, camera: CameraModel, t_us: 
         dist = float(np.linalg.norm(centre[:2] - origin[:2]))
         if dist > MAX_RANGE_M:
             continue
-        boxes.append(box_corners(centre, yaw, obj.size_wlh)[BOX_FACES])  # [6, 4, 3]
+        boxes.append(box_corners(centre, (obj.size_wlh[1], obj.size_wlh[0], obj.size_wlh[2]), yaw)[BOX_FACES])  # [6, 4, 3]
         box_colors.append(obj.color_bgr)
         dists.append(dist)
     for i in np.argsort(dists)[::-1]:  # far to near

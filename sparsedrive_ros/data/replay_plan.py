@@ -7,7 +7,6 @@ existing community bags; all stamps are dataset time (never wall time).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Union
 
 import numpy as np
@@ -34,12 +33,6 @@ class TopicNames:
 
     def info(self, camera: str) -> str:
         return self.camera_info.format(camera=camera)
-
-
-class EventKind(str, Enum):
-    POSE = "pose"
-    CAMERA = "camera"
-    COMMAND = "command"
 
 
 @dataclass(frozen=True)

@@ -150,14 +150,4 @@ class World:
         return np.array([xy[0], xy[1], obj.size_wlh[2] / 2.0]), yaw
 
 
-def box_corners(centre: F64, yaw: float, size_wlh: tuple[float, float, float]) -> F64:
-    """[8, 3] corners; first four at the bottom. Length l along the heading (x), width w along y."""
-    w, l, h = size_wlh
-    x = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * l / 2
-    y = np.array([1, -1, -1, 1, 1, -1, -1, 1]) * w / 2
-    z = np.array([-1, -1, -1, -1, 1, 1, 1, 1]) * h / 2
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.stack([centre[0] + c * x - s * y, centre[1] + s * x + c * y, centre[2] + z], axis=1)
-
-
 BOX_FACES = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]])

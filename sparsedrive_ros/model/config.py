@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+from sparsedrive_ros.conventions import DETECTION_CLASSES, MAP_CLASSES
+
 __all__ = [
     "DET_CLASS_NAMES",
     "MAP_CLASS_NAMES",
@@ -19,11 +21,8 @@ __all__ = [
     "SparseDriveConfig",
 ]
 
-DET_CLASS_NAMES: Tuple[str, ...] = (
-    "car", "truck", "construction_vehicle", "bus", "trailer",
-    "barrier", "motorcycle", "bicycle", "pedestrian", "traffic_cone",
-)
-MAP_CLASS_NAMES: Tuple[str, ...] = ("ped_crossing", "divider", "boundary")
+DET_CLASS_NAMES: Tuple[str, ...] = DETECTION_CLASSES  # the model's names for the shared class orders
+MAP_CLASS_NAMES: Tuple[str, ...] = MAP_CLASSES
 
 # Fixed key points of the det deformable layers as configured; a trained checkpoint overwrites them (pitfall P1).
 DEFAULT_FIX_SCALE: Tuple[Tuple[float, float, float], ...] = (

@@ -20,8 +20,8 @@ from .backbone import FPN, DenseDepthNet, ResNetTrunk
 from .box3d import BOX_DIMS, BoxDetections, SparseBox3DDecoder, SparseBox3DEncoder, SparseBox3DKeyPointsGenerator
 from .box3d import SparseBox3DRefinementModule
 from .config import DetHeadConfig, MapHeadConfig, MotionPlanConfig, SparseDriveConfig
-from .deformable_aggregation import channels_last_feature_maps
-from .dfa import DeformableFeatureAggregation
+from .deformable_op import channels_last_feature_maps
+from .deformable_layer import DeformableFeatureAggregation
 from .instance_bank import InstanceBank, InstanceBankState
 from .layers import MultiheadAttention
 from .motion import InstanceQueueState, MotionPlanningHead, MotionPlanOutput

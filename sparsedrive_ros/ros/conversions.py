@@ -21,14 +21,11 @@ from sparsedrive_ros.msg import (Detection3D, Detection3DArray, EgoPlan, MapElem
                                  MotionForecast, MotionForecastArray, PlanCandidate, PredictedPath)
 from sparsedrive_ros.runtime.pipeline import DET_CLASS_NAMES, MAP_CLASS_NAMES, MAP_GROUND_Z, PipelineResult
 from sparsedrive_ros.runtime.tf_buffer import quat_to_matrix
-from sparsedrive_ros.viz.draw import box_corners
+from sparsedrive_ros.geometry.shapes import box_corners
+from sparsedrive_ros.viz.messages import ImageDecodeError, decode_compressed  # noqa: F401 (the node calls conv.decode_compressed)
 
 TIME_STEP = Duration(sec=0, nanosec=500_000_000)  # 0.5 s between trajectory points (agents and ego)
 EGO_Z = -1.84 + 1.56 / 2  # m, ego box centre height in the nuScenes lidar frame (the model's ego anchor)
-
-
-class ImageDecodeError(ValueError):
-    """An image message that cannot be turned into a BGR uint8 array."""
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -40,15 +37,6 @@ def stamp_to_ns(stamp: Time) -> int:
 
 def ns_to_stamp(ns: int) -> Time:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
-
-
-def decode_compressed(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> BGR uint8 [H, W, 3]."""
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ImageDecodeError(f"cannot decode {len(data)} bytes of format {msg.format!r} ({msg.header.frame_id})")
-    return image
 
 
 def decode_raw(msg) -> np.ndarray:

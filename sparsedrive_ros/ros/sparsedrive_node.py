@@ -30,6 +30,7 @@ from std_msgs.msg import UInt8
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from sparsedrive_ros.conventions import CAMERA_ORDER
 from sparsedrive_ros.msg import Detection3DArray, EgoPlan, FrameInfo, MapElementArray, MotionForecastArray
 from sparsedrive_ros.ros import conversions as conv
 from sparsedrive_ros.ros.tf_source import make_tf_source
@@ -37,7 +38,7 @@ from sparsedrive_ros.runtime.pipeline import FrameRequest, PipelineConfig, Spars
 from sparsedrive_ros.runtime.sync import CameraStatus, CameraSynchronizer, SyncConfig, SyncedFrame
 from sparsedrive_ros.runtime.tf_buffer import TransformError
 
-NUSCENES_CAMERAS = ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"]
+NUSCENES_CAMERAS = list(CAMERA_ORDER)
 
 # name: (default, description). Types follow the defaults. Kept in one table so the YAML file, the declaration
 # and the typed NodeParams below cannot drift apart.

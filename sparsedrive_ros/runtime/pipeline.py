@@ -20,12 +20,10 @@ import numpy as np
 import torch
 
 from sparsedrive_ros.geometry.projection import viewpad
+from sparsedrive_ros.model.config import DET_CLASS_NAMES, MAP_CLASS_NAMES
 from sparsedrive_ros.model.preprocess import inference_transform, preprocess_image
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveStream
 
-DET_CLASS_NAMES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
-                   "pedestrian", "traffic_cone")
-MAP_CLASS_NAMES = ("ped_crossing", "divider", "boundary")
 MAP_GROUND_Z = -1.84023  # m, ground height in the nuScenes lidar frame (the map head's key-point height)
 
 

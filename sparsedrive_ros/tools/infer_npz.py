@@ -4,7 +4,7 @@
         [--dtype float64|float32] [--device cpu|cuda] [--stage 1|2]
 
 The temporal state is reset once before frame 0, frames run in order, and DIR/frame{k}.npz holds the
-``post/...`` and ``raw/...`` arrays named as in the golden README (compare with golden/compare.py).
+``post/...`` and ``raw/...`` arrays named as in the parity case (docs/parity.md; compare with its compare.py).
 """
 
 from __future__ import annotations
@@ -19,27 +19,14 @@ import numpy as np
 import torch
 
 from sparsedrive_ros.model import FrameInputs, SparseDrive, build_sparsedrive
+from sparsedrive_ros.model.checkpoint import detect_stage, load_checkpoint
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """Checkpoint -> {name: tensor}, through the project's loader when it is available."""
-    try:
-        from sparsedrive_ros.model.checkpoint import load_checkpoint
-    except ImportError:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return state.get("state_dict", state) if isinstance(state, dict) else state
-    return load_checkpoint(path)
-
-
-def infer_stage(state_dict: Dict[str, torch.Tensor]) -> int:
-    return 2 if any(k.startswith("head.motion_plan_head.") for k in state_dict) else 1
-
-
 def load_model(checkpoint: str, dtype: torch.dtype, device: str, stage: Optional[int] = None) -> SparseDrive:
-    state_dict = load_state_dict(checkpoint)
-    model = build_sparsedrive(stage or infer_stage(state_dict))
+    state_dict = load_checkpoint(checkpoint)
+    model = build_sparsedrive(stage or detect_stage(state_dict))
     model.load_state_dict(state_dict, strict=True)
     return model.to(device=device, dtype=dtype).eval()
 

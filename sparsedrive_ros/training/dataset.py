@@ -18,7 +18,8 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from sparsedrive_ros.data.images import load_images
-from sparsedrive_ros.data.map_expansion import MAP_CLASSES
+from sparsedrive_ros.conventions import MAP_CLASSES
+from sparsedrive_ros.geometry.shapes import resample_polyline
 from sparsedrive_ros.data.nuscenes import (
     LIDAR_CHANNEL,
     FrameGroundTruth,
@@ -34,7 +35,6 @@ __all__ = [
     "TrainFrame",
     "FrameBatch",
     "scene_names_for_split",
-    "resample_polyline",
     "filter_gt",
     "SparseDriveTrainData",
     "SequenceStreams",
@@ -59,18 +59,6 @@ def scene_names_for_split(nusc: NuScenes, split: str) -> list[str]:
     raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
 
 
-def resample_polyline(points: NDArray[np.float64], num: int = MAP_NUM_SAMPLE) -> NDArray[np.float64]:
-    """[P, 2] -> [num, 2] equally spaced along the length (VectorizeMap, simplify off); a closed input
-    (first == last) stays exactly closed."""
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    target = np.linspace(0.0, arc[-1], num)
-    out = np.stack([np.interp(target, arc, points[:, 0]), np.interp(target, arc, points[:, 1])], -1)
-    if np.allclose(points[0], points[-1]):
-        out[-1] = out[0]
-    return out
-
-
 def filter_gt(gt: FrameGroundTruth) -> dict[str, NDArray]:
     """Original training filters: known class, >= 1 lidar point, centre within 55 m; NaN velocity -> 0."""
     keep = (gt.labels >= 0) & (gt.num_lidar_pts > 0) & (np.linalg.norm(gt.boxes[:, :2], axis=-1) <= DET_RANGE_M)
@@ -80,7 +68,7 @@ def filter_gt(gt: FrameGroundTruth) -> dict[str, NDArray]:
         for line in gt.map_polylines.get(name, []):
             line = np.asarray(line, dtype=np.float64)
             if len(line) >= 2 and np.linalg.norm(np.diff(line, axis=0), axis=1).sum() > 0:
-                lines.append(resample_polyline(line))
+                lines.append(resample_polyline(line, MAP_NUM_SAMPLE))
                 labels.append(label)
     return {
         "boxes": np.concatenate([gt.boxes[keep], vel], axis=1),  # [K, 9]

@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from sparsedrive_ros.data.map_expansion import MAP_CLASSES
-from sparsedrive_ros.data.nuscenes import DETECTION_CLASSES, FrameGroundTruth, NuScenes
+from sparsedrive_ros.conventions import DETECTION_CLASSES, MAP_CLASSES
+from sparsedrive_ros.data.nuscenes import FrameGroundTruth, NuScenes
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveOutput, SparseDriveStream
 from sparsedrive_ros.training.augment import AugConfig
 from sparsedrive_ros.training.dataset import SparseDriveTrainData, collate

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from sparsedrive_ros.model.deformable_aggregation import channels_last_feature_maps
+from sparsedrive_ros.model.deformable_op import channels_last_feature_maps
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, build_sparsedrive, raw_arrays
 from sparsedrive_ros.training.anchors import apply_anchors, compute_anchors, load_anchors
 from sparsedrive_ros.training.augment import grid_mask

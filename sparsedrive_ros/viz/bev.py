@@ -11,7 +11,9 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from .draw import (CANDIDATE_COLOR, EGO_COLOR, EGO_SIZE_LW, PLAN_COLOR, box_corners, detection_color, map_color,
+from sparsedrive_ros.geometry.shapes import box_corners
+
+from .draw import (CANDIDATE_COLOR, EGO_COLOR, EGO_SIZE_LW, PLAN_COLOR, detection_color, map_color,
                    put_text, scale_color)
 from .scene import FrameOutputs
 

@@ -12,7 +12,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .draw import BOX_EDGES, PLAN_COLOR, box_corners, detection_color, map_color, put_text, scale_color
+from sparsedrive_ros.geometry.shapes import box_corners
+
+from .draw import BOX_EDGES, PLAN_COLOR, detection_color, map_color, put_text, scale_color
 from .scene import CameraView, FrameOutputs
 
 NEAR_M = 0.2

@@ -28,21 +28,6 @@ def map_color(label: int) -> Color:
     return MAP_COLORS[int(label) % len(MAP_COLORS)]
 
 
-def box_corners(center: Sequence[float], size: Sequence[float], yaw: float) -> np.ndarray:
-    """[8, 3] corners of a box (size = length along heading, width, height; yaw about +z from +x).
-
-    Order: bottom face 0-3 then top face 4-7, each counter-clockwise from (front, left); 0-1 is the front edge.
-    """
-    length, width, height = (float(s) for s in size)
-    x = np.array([1, 1, -1, -1]) * length / 2  # front-left, front-right, rear-right, rear-left
-    y = np.array([1, -1, -1, 1]) * width / 2
-    c, s = np.cos(yaw), np.sin(yaw)
-    xy = np.stack([c * x - s * y, s * x + c * y], axis=1)  # [4, 2] rotated footprint
-    bottom = np.concatenate([xy, np.full((4, 1), -height / 2)], axis=1)
-    top = np.concatenate([xy, np.full((4, 1), height / 2)], axis=1)
-    return np.concatenate([bottom, top]) + np.asarray(center, dtype=np.float64)[None, :]
-
-
 BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
 
 

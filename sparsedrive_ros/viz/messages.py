@@ -133,9 +133,16 @@ def transforms_from_tf(msg) -> Iterator[Tuple[str, str, int, np.ndarray]]:
                transform_matrix(t.transform.translation, t.transform.rotation))
 
 
-def decode_compressed(msg) -> Optional[np.ndarray]:
-    """CompressedImage (JPEG/PNG) -> [H, W, 3] uint8 BGR, or None if it does not decode."""
+class ImageDecodeError(ValueError):
+    """An image message that cannot be turned into a BGR uint8 array."""
+
+
+def decode_compressed(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG/PNG) -> BGR uint8 [H, W, 3]; raises ImageDecodeError if it does not
+    decode. ``msg.data`` may be bytes, a list (rclpy) or a uint8 array (rosbags)."""
     data = msg.data
     buf = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
-    image = cv2.imdecode(buf.astype(np.uint8, copy=False), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(buf.astype(np.uint8, copy=False), cv2.IMREAD_COLOR) if buf.size else None
+    if image is None:
+        raise ImageDecodeError(f"cannot decode {buf.size} bytes of format {msg.format!r} ({msg.header.frame_id})")
     return image

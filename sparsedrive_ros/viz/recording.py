@@ -23,16 +23,17 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from sparsedrive_ros.conventions import CAMERA_ORDER
 from sparsedrive_ros.runtime.tf_buffer import TransformBuffer, TransformError
 
 from .bev import BevView, render_bev
 from .camera import camera_mosaic, render_camera_overlay
-from .messages import (decode_compressed, frame_from_messages, intrinsics_from_camera_info, stamp_ns,
+from .messages import (ImageDecodeError, decode_compressed, frame_from_messages, intrinsics_from_camera_info, stamp_ns,
                        transforms_from_tf)
 from .scene import CameraView
 
 PACKAGE = "sparsedrive_ros"
-CAMERA_NAMES = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+CAMERA_NAMES = CAMERA_ORDER
 # The per-frame outputs a rendered frame is assembled from (all share header.stamp).
 FRAME_TOPICS: Dict[str, Tuple[str, str]] = {
     "detections": ("/sparsedrive/detections", f"{PACKAGE}/msg/Detection3DArray"),
@@ -370,8 +371,9 @@ class Recording:
             if found is None or camera not in self.intrinsics:
                 continue
             msg = self.store.deserialize_cdr(found[1], IMAGE_TYPE)
-            image = decode_compressed(msg)
-            if image is None:
+            try:
+                image = decode_compressed(msg)
+            except ImageDecodeError:
                 continue
             try:
                 cam_from_ref = self._camera_from_reference(msg.header.frame_id or camera, found[0],

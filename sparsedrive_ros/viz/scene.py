@@ -10,9 +10,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-DETECTION_CLASSES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
-                     "pedestrian", "traffic_cone")
-MAP_CLASSES = ("ped_crossing", "divider", "boundary")
+from sparsedrive_ros.conventions import DETECTION_CLASSES, MAP_CLASSES
+
 
 
 def _array(value, shape_tail: Tuple[int, ...], name: str, dtype=np.float64) -> np.ndarray:

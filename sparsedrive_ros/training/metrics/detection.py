@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from sparsedrive_ros.conventions import DETECTION_CLASSES
+
 __all__ = [
     "DETECTION_CLASSES",
     "CLASS_RANGE",
@@ -33,10 +35,6 @@ __all__ = [
     "evaluate_detection",
 ]
 
-DETECTION_CLASSES = (
-    "car", "truck", "construction_vehicle", "bus", "trailer",
-    "barrier", "motorcycle", "bicycle", "pedestrian", "traffic_cone",
-)
 CLASS_RANGE = {
     "car": 50.0, "truck": 50.0, "bus": 50.0, "trailer": 50.0, "construction_vehicle": 50.0,
     "pedestrian": 40.0, "motorcycle": 40.0, "bicycle": 40.0, "traffic_cone": 30.0, "barrier": 30.0,

@@ -14,9 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MAP_CLASSES", "MapSample", "resample_polyline", "chamfer_distance", "average_precision", "evaluate_map"]
+from sparsedrive_ros.conventions import MAP_CLASSES
+from sparsedrive_ros.geometry.shapes import resample_polyline
 
-MAP_CLASSES = ("ped_crossing", "divider", "boundary")
+__all__ = ["MAP_CLASSES", "MapSample", "chamfer_distance", "average_precision", "evaluate_map"]
+
 
 
 @dataclass
@@ -26,19 +28,6 @@ class MapSample:
     lines: list[np.ndarray]
     labels: np.ndarray  # [M] int
     scores: np.ndarray | None = None  # [M], predictions only
-
-
-def resample_polyline(points: np.ndarray, num: int = 200) -> np.ndarray:
-    """[P, 2] -> [num, 2] equally spaced along the arc length, endpoints kept."""
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[0] < 2:
-        raise ValueError(f"a polyline needs >= 2 points [P, 2], got shape {points.shape}")
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    if arc[-1] == 0:
-        return np.repeat(points[:1], num, axis=0)
-    target = np.linspace(0.0, arc[-1], num)
-    return np.stack([np.interp(target, arc, points[:, 0]), np.interp(target, arc, points[:, 1])], -1)
 
 
 def chamfer_distance(a: np.ndarray, b: np.ndarray) -> float:

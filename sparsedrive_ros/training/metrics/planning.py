@@ -14,7 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PlanningSample", "trajectory_yaw", "box_corners", "boxes_overlap", "evaluate_planning"]
+from sparsedrive_ros.geometry.shapes import box_footprint
+
+__all__ = ["PlanningSample", "trajectory_yaw", "boxes_overlap", "evaluate_planning"]
 
 EGO_LENGTH, EGO_WIDTH = 4.084, 1.85
 
@@ -44,13 +46,6 @@ def trajectory_yaw(traj: np.ndarray, static_dist: float = 0.5) -> np.ndarray:
     return yaw
 
 
-def box_corners(x: float, y: float, length: float, width: float, yaw: float) -> np.ndarray:
-    """[4, 2] corners of a rotated rectangle (length along the heading)."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    local = np.array([[0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]]) * [length, width]
-    return local @ np.array([[c, s], [-s, c]]) + [x, y]
-
-
 def boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
     """Separating-axis test of two convex quadrilaterals [4, 2] (touching counts as overlap)."""
     for poly in (a, b):
@@ -67,9 +62,9 @@ def _collides(traj: np.ndarray, fut_boxes: Sequence[np.ndarray], offset: float =
     out = np.zeros(len(traj), bool)
     for t, (pt, th) in enumerate(zip(traj, yaw)):
         cx, cy = pt[0] + offset * np.cos(th), pt[1] + offset * np.sin(th)
-        ego = box_corners(cx, cy, EGO_LENGTH, EGO_WIDTH, th)
+        ego = box_footprint(cx, cy, EGO_LENGTH, EGO_WIDTH, th)
         boxes = np.asarray(fut_boxes[t], float).reshape(-1, 7)
-        out[t] = any(boxes_overlap(ego, box_corners(b[0], b[1], b[3], b[4], b[6])) for b in boxes)
+        out[t] = any(boxes_overlap(ego, box_footprint(b[0], b[1], b[3], b[4], b[6])) for b in boxes)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Multi-camera, multi-level deformable feature aggregation (pure PyTorch).
+"""The deformable-aggregation op: parameter-free weighted sampling of multi-camera, multi-level feature maps
+(pure PyTorch; the learned layer around it is :mod:`sparsedrive_ros.model.deformable_layer`).
 
 Reproduces the semantics of SparseDrive's ``deformable_aggregation`` CUDA op (spec §4.14, §6.1, pitfall P12):
 

@@ -1,7 +1,9 @@
-"""DeformableFeatureAggregation: sample multi-camera, multi-level features at projected key points (spec §4.14).
+"""The learned deformable-aggregation layer (``DeformableFeatureAggregation``, an ``nn.Module``): key points,
+camera embedding, per-sample weights and the output projection (docs/model-notes.md#deformable-aggregation).
+The parameter-free sampling op it calls lives in :mod:`sparsedrive_ros.model.deformable_op`.
 
 Feature maps stay a per-level list ``[B, N_cam, C, H_l, W_l]`` (no packed (B, 89760, C) format, pitfall P28);
-the sampling itself is :func:`sparsedrive_ros.model.deformable_aggregation.deformable_aggregation`.
+the sampling itself is :func:`sparsedrive_ros.model.deformable_op.deformable_aggregation`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .box3d import SparseBox3DKeyPointsGenerator
-from .deformable_aggregation import deformable_aggregation
+from .deformable_op import deformable_aggregation
 from .layers import linear_relu_ln
 from .point3d import SparsePoint3DKeyPointsGenerator
 
