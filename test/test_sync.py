@@ -64,9 +64,10 @@ def test_camera_outside_tolerance_is_missing_and_time_backwards_resets():
     assert frames == [] and sync.counters["incomplete"] == 3  # the 4th anchor still waits for CAM_FRONT_LEFT
     sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0))
     assert len(feed(sync, 3, start_ms=60_000)) == 2  # the third anchor waits for CAM_FRONT_LEFT
-    frames = feed(sync, 3, start_ms=1000)  # the bag looped: the pending anchor is forgotten with the buffers
+    frames = feed(sync, 3, start_ms=1000)  # the bag looped: the pending anchor is decided with what it has
     assert sync.counters["time_backwards"] == 1
-    assert [f.anchor_stamp_ns for f in frames] == [1000 * MS, 1083 * MS]
+    assert [f.anchor_stamp_ns for f in frames] == [60_166 * MS, 1000 * MS, 1083 * MS]
+    assert [f.reset_reason for f in frames] == ["", "time_backwards", ""]
 
 
 def test_frame_decided_by_a_much_later_anchor_keeps_its_images():
@@ -92,3 +93,87 @@ def test_config_is_validated():
         SyncConfig(CAMS, missing_camera_policy="drop_everything")
     with pytest.raises(ValueError, match="unknown camera"):
         CameraSynchronizer(SyncConfig(CAMS)).add("CAM_TOP", 0, None)
+
+
+# ------------------------------------------------------------------------------------------ time handling, floods
+
+KEY_FRAMES_PER_PASS = [1000 * MS, 1498 * MS, 1996 * MS, 2494 * MS]  # 24 cycles of 83 ms throttled to 0.45 s
+
+
+def play(sync, cycles, start_ms=1000, cut_after=None):
+    """A player publishing `cycles` 12 Hz camera cycles in stamp order; `cut_after` stops it after that many
+    messages (a player killed mid-cycle)."""
+    events = []
+    for k in range(cycles):
+        t0 = start_ms + k * 83
+        events += sorted(((t0 + OFFSETS_MS[c]) * MS, c) for c in CAMS)
+    frames = []
+    for stamp, cam in events[:cut_after]:
+        frames += sync.add(cam, stamp, (cam, stamp))
+    return frames
+
+
+def test_a_looped_2s_bag_gives_every_key_frame_of_every_pass_and_resets_once_per_loop():
+    sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.45))
+    frames = []
+    for _ in range(3):  # 24 cycles = 2 s; the loop steps back by 1.9 s (less than the 2 s buffer)
+        frames += play(sync, 24)
+    frames += sync.flush(10_000 * MS)  # the player stopped: the last anchor's window ends
+    assert [f.anchor_stamp_ns for f in frames] == KEY_FRAMES_PER_PASS * 3
+    assert [f.reset_reason for f in frames] == ["", "", "", ""] + ["time_backwards", "", "", ""] * 2
+    assert all(all(s is CameraStatus.OK for s in f.status) for f in frames)
+    assert sync.counters["time_backwards"] == 2 and sync.counters["incomplete"] == 0
+
+
+# Killed after 3 messages (its first anchor still pending: the restart repeats it, nothing to reset), in the
+# middle of a cycle (40, 97), and at the end of a cycle (102, 1.3 s into the bag).
+@pytest.mark.parametrize("killed_after_messages, backwards", [(3, False), (40, True), (97, True), (102, True)])
+def test_a_restarted_player_loses_no_key_frame_after_the_restart(killed_after_messages, backwards):
+    sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.45))
+    play(sync, 24, cut_after=killed_after_messages)
+    after = play(sync, 24) + sync.flush(10_000 * MS)
+    # The restart first decides the anchor the killed player left pending (with the images it has), then the new
+    # pass gives every key frame.
+    old, new = after[:-4], after[-4:]
+    assert [f.anchor_stamp_ns for f in new] == KEY_FRAMES_PER_PASS and len(old) <= 1
+    assert [f.reset_reason for f in after] == [""] * len(old) + ["time_backwards" if backwards else "", "", "", ""]
+    assert sync.counters["time_backwards"] == int(backwards)
+    assert all(all(s is CameraStatus.OK for s in f.status) for f in after)
+
+
+def test_a_tiny_backward_step_of_the_anchor_resets():
+    sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0))
+    play(sync, 3)
+    frames = play(sync, 3, start_ms=1000 + 2 * 83 - 1) + sync.flush(10_000 * MS)  # 1 ms earlier than the newest
+    assert sync.counters["time_backwards"] == 1
+    assert frames[-3].reset_reason == "time_backwards" and frames[-3].anchor_stamp_ns == (1000 + 2 * 83 - 1) * MS
+
+
+def test_a_stale_image_is_dropped_for_its_own_camera_only():
+    sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0))
+    play(sync, 30)  # 2.5 s of cycles; the last anchor waits for CAM_FRONT_LEFT of the next cycle
+    assert sync.add("CAM_BACK", 1000 * MS, "late") == []  # 2.4 s older than CAM_BACK's newest
+    frames = play(sync, 2, start_ms=1000 + 30 * 83)
+    assert [f.anchor_stamp_ns for f in frames] == [(1000 + k * 83) * MS for k in (29, 30)]  # nothing lost
+    assert all(all(s is CameraStatus.OK for s in f.status) for f in frames)
+    assert sync.counters["stale:CAM_BACK"] == 1 and sync.counters["time_backwards"] == 0
+    assert all(p != "late" for f in frames for p in f.payloads)
+
+
+def test_buffers_are_bounded_by_count_under_a_flood():
+    cfg = SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0, max_buffered_images=30)
+    sync = CameraSynchronizer(cfg)
+    play(sync, 2)
+    for k in range(20_000):  # fresh stamps every 0.1 ms: 2 s of stamps, all inside the time window
+        sync.add("CAM_BACK", 1200 * MS + k * 100_000, k)
+    assert sync.buffer_sizes()["CAM_BACK"] == 30 and sync.counters["overflow:CAM_BACK"] == 20_000 + 2 - 30
+    for _ in range(20_000):  # a stuck camera repeating one stamp
+        sync.add("CAM_BACK_LEFT", 1300 * MS, "stuck")
+        sync.add("CAM_FRONT", 1150 * MS, "stuck")
+    sizes = sync.buffer_sizes()
+    assert sizes["CAM_BACK_LEFT"] <= 3 and sizes["CAM_FRONT"] <= 3 and max(sizes.values()) <= 30
+    assert sync.counters["repeated:CAM_BACK_LEFT"] == 19_999 and sync.counters["repeated:CAM_FRONT"] == 19_999
+    assert sync.pending_count() <= 1
+    # The synchroniser still works after the flood.
+    frames = play(sync, 3, start_ms=4000) + sync.flush(10_000 * MS)
+    assert [f.anchor_stamp_ns for f in frames] == [(4000 + k * 83) * MS for k in range(3)]
