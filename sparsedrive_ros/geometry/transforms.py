@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.spatial.transform import Rotation, Slerp
 
 Array = NDArray[np.float64]
 
@@ -25,38 +26,21 @@ def _as_quat(q: ArrayLike) -> Array:
 
 def quat_to_rot(q: ArrayLike) -> Array:
     """[w, x, y, z] (normalised here) -> [3, 3] rotation matrix."""
-    w, x, y, z = _as_quat(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ],
-        dtype=np.float64,
-    )
+    return Rotation.from_quat(_as_quat(q), scalar_first=True).as_matrix()
 
 
 def rot_to_quat(rot: ArrayLike) -> Array:
-    """[3, 3] rotation matrix -> [w, x, y, z] with w >= 0 (Shepperd's method, stable for all angles)."""
+    """[3, 3] rotation matrix -> [w, x, y, z] with w >= 0."""
     m = np.asarray(rot, dtype=np.float64)
     if m.shape != (3, 3):
         raise ValueError(f"rotation must have shape (3, 3), got {m.shape}")
-    trace = np.trace(m)
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
-    quat = np.asarray(q, dtype=np.float64)
-    quat /= np.linalg.norm(quat)
-    return quat if quat[0] >= 0 else -quat
+    return Rotation.from_matrix(m).as_quat(canonical=True, scalar_first=True)
+
+
+def slerp_quat(q0: ArrayLike, q1: ArrayLike, t: float) -> Array:
+    """Spherical interpolation of two [w, x, y, z] rotations (the shorter arc), t in [0, 1]."""
+    rots = Rotation.from_quat(np.stack([_as_quat(q0), _as_quat(q1)]), scalar_first=True)
+    return Slerp([0.0, 1.0], rots)([float(t)]).as_quat(scalar_first=True)[0]
 
 
 def yaw_to_quat(yaw: float) -> Array:

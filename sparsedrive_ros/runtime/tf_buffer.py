@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparsedrive_ros.geometry.transforms import quat_to_rot, rot_to_quat
+from sparsedrive_ros.geometry.transforms import quat_to_rot, rot_to_quat, slerp_quat
 
 
 class TransformError(LookupError):
@@ -32,14 +32,8 @@ def matrix_to_quat(r: np.ndarray) -> np.ndarray:
 
 
 def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
-    d = float(np.dot(q0, q1))
-    if d < 0.0:  # take the short way round
-        q1, d = -q1, -d
-    if d > 0.9995:
-        q = q0 + t * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = np.arccos(d)
-    return (np.sin((1 - t) * theta) * q0 + np.sin(t * theta) * q1) / np.sin(theta)
+    """Slerp in ROS order (x, y, z, w)."""
+    return np.roll(slerp_quat(np.roll(q0, 1), np.roll(q1, 1), t), -1)
 
 
 @dataclass
