@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -87,9 +88,13 @@ class SparseDriveCriterion:
 
     def __init__(self, cfg: LossConfig = LossConfig()):
         self.cfg = cfg
+        # The discrete decisions of the last call for sample 0 (matches, permutations, mode targets) under the
+        # golden loss-file names, e.g. "match/det/3/pred_idx" (numpy arrays; see tools/loss_npz.py).
+        self.last_decisions: dict[str, np.ndarray] = {}
 
     def __call__(self, outputs: Mapping[str, Tensor], gt: GroundTruth) -> dict[str, Tensor]:
         cfg = self.cfg
+        self.last_decisions = {}
         losses: dict[str, Tensor] = {}
         last_det_match: Optional[list[T.Assignment]] = None
         if cfg.with_det:
@@ -107,6 +112,12 @@ class SparseDriveCriterion:
             losses["loss_dense_depth"] = L.dense_depth_loss(depth, gt.depth, cfg.max_depth, cfg.depth_weight)
         return losses
 
+    def _record(self, prefix: str, **arrays: Tensor) -> None:
+        for name, value in arrays.items():
+            value = value.detach().cpu()
+            self.last_decisions[f"{prefix}/{name}"] = (value.double() if value.is_floating_point()
+                                                       else value.long()).numpy()
+
     # -- detection ------------------------------------------------------------------------------------------
     def det_losses(
         self, outputs: Mapping[str, Tensor], gt: GroundTruth
@@ -123,6 +134,8 @@ class SparseDriveCriterion:
             qt = qt_list[d] if d < len(qt_list) else None
             tgt = T.assign_det(cls, reg, gt.labels, gt.boxes, cfg.det_target)
             match = tgt.assignments
+            self._record(f"match/det/{d}", pred_idx=match[0].pred_idx, target_idx=match[0].gt_idx,
+                         pred_conf=cls[0, match[0].pred_idx.to(cls.device)].max(-1).values.sigmoid())
             dims = len(cfg.det_reg_weights)
             reg = reg[..., :dims]
             mask = ~torch.all(tgt.box_target == 0, dim=-1)  # [B, N] matched
@@ -154,6 +167,8 @@ class SparseDriveCriterion:
         tc = cfg.map_target
         for d, (cls, reg) in enumerate(zip(cls_list, reg_list)):
             tgt = T.assign_map(cls, reg, gt.map_labels, gt.map_pts, tc)
+            self._record(f"match/map/{d}", pred_idx=tgt.assignments[0].pred_idx,
+                         target_idx=tgt.assignments[0].gt_idx, permute_idx=tgt.permutations[0])
             mask = ~torch.all(tgt.line_target == 0, dim=-1)
             num_pos = _num_pos(mask)
             reg_mask = mask & (cls.max(-1).values.sigmoid() > cfg.cls_threshold_to_reg)
@@ -178,6 +193,7 @@ class SparseDriveCriterion:
         reg = outputs["raw/motion/prediction/0"]  # [B, N, M, T, 2]
         tgt = T.motion_targets(reg, gt.agent_fut_trajs, gt.agent_fut_masks, match)
         num_pos = torch.clamp(L.reduce_mean(tgt.num_pos.to(torch.float32)), min=1.0)
+        self._record("match/motion/0", mode_target=tgt.cls_target[0], num_pos=num_pos)
         steps = reg.shape[-2]
         cls_loss = L.sigmoid_focal_loss(
             cls.reshape(-1, cls.shape[-1]), tgt.cls_target.reshape(-1), tgt.cls_weight.reshape(-1), num_pos,
@@ -199,6 +215,7 @@ class SparseDriveCriterion:
             gt.ego_fut_trajs, gt.ego_fut_masks, gt.ego_fut_cmd,
         )
         status = outputs["raw/planning/status/0"].squeeze(1)  # [B, 10]
+        self._record("match/planning/0", cmd=gt.ego_fut_cmd[:1].argmax(-1), mode_target=tgt.cls_target[:1])
         return {
             "planning_loss_cls_0": L.sigmoid_focal_loss(
                 tgt.cls, tgt.cls_target, tgt.cls_weight, None, cfg.focal_gamma, cfg.focal_alpha, cfg.plan_cls_weight

@@ -188,6 +188,7 @@ class MapTargets:
     line_target: Tensor  # [B, N, 2*num_sample] metres, best permutation of the matched GT
     reg_weights: Tensor  # [B, N, 2*num_sample]
     assignments: list[Assignment]
+    permutations: list[Tensor] = field(default_factory=list)  # per sample: chosen GT ordering of each match
 
 
 # Padding of the unused orderings of an open polyline: far outside the ROI, so its cost never wins.
@@ -264,11 +265,12 @@ def assign_map(
     cls_target = cls_logits.new_full((bsz, num_pred), cfg.num_classes, dtype=torch.long)
     line_target = lines.new_zeros(bsz, num_pred, lines.shape[-1])
     reg_weights = lines.new_zeros(bsz, num_pred, lines.shape[-1])
-    assignments = []
+    assignments, permutations = [], []
     for b in range(bsz):
         labels = gt_labels[b].to(cls_logits.device).long()
         if labels.numel() == 0:
             assignments.append(Assignment(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)))
+            permutations.append(torch.zeros(0, dtype=torch.long))
             continue
         orderings = _as_orderings(gt_pts[b].to(lines), cfg)  # [K, R, 40] metres
         with torch.no_grad():
@@ -283,7 +285,8 @@ def assign_map(
         line_target[b, pred_idx] = orderings[gt_idx, best]
         reg_weights[b, pred_idx] = 1.0
         assignments.append(match)
-    return MapTargets(cls_target, line_target, reg_weights, assignments)
+        permutations.append(best.cpu())
+    return MapTargets(cls_target, line_target, reg_weights, assignments, permutations)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ __all__ = [
     "lr_factor",
     "build_optimizer",
     "TrainingModule",
+    "disable_dropout",
     "Trainer",
     "save_checkpoint",
     "load_model_from_checkpoint",
@@ -146,6 +147,25 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, backbone_l
 # ----------------------------------------------------------------------------------------------------------
 
 
+def disable_dropout(model: nn.Module) -> int:
+    """Set every dropout of ``model`` to 0 (nn.Dropout, the attention cores' dropout, the deformable
+    aggregation's attn_drop): with GridMask off the training forward is then a function of its inputs.
+    Returns the number of modules changed."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+            count += 1
+        elif isinstance(module, nn.MultiheadAttention) or (
+                isinstance(getattr(module, "dropout", None), float) and hasattr(module, "in_proj_weight")):
+            module.dropout = 0.0
+            count += 1
+        elif isinstance(getattr(module, "attn_drop", None), float):
+            module.attn_drop = 0.0
+            count += 1
+    return count
+
+
 class TrainingModule(nn.Module):
     """Model + temporal state + criterion; ``forward`` returns the dict of named losses.
 
@@ -163,21 +183,27 @@ class TrainingModule(nn.Module):
 
     def forward(self, batch: FrameBatch) -> dict[str, Tensor]:
         model = self.model
-        images = grid_mask(batch.images, self.rng, self.grid_mask_prob) if self.training else batch.images
-        inputs = FrameInputs(images, batch.projection_mat, batch.image_wh, batch.timestamp, batch.T_global,
+        param = model.img_backbone.conv1.weight
+        inputs = FrameInputs(batch.images, batch.projection_mat, batch.image_wh, batch.timestamp, batch.T_global,
                              batch.T_global_inv, batch.command)
         inputs.validate(model.config.num_cams, model.config.image_hw)
+        # Float inputs in the model's dtype (float64 for the parity checks; timestamps and poses stay float64).
+        inputs = inputs.to(param.device, param.dtype)
+        images = grid_mask(inputs.images, self.rng, self.grid_mask_prob) if self.training else inputs.images
+        inputs.images = images
         levels = model.extract_feat(images)  # 4 × [B, N_cam, C, h, w]
         outputs: dict[str, Tensor] = {}
         if batch.gt.depth is not None and self.criterion.cfg.with_depth:
             depth_levels = [x.flatten(0, 1) for x in levels[: len(model.depth_branch.depth_layers)]]
-            for i, d in enumerate(model.depth_branch(depth_levels, batch.focal.flatten())):
+            focal = batch.focal.flatten().to(param.device, param.dtype)
+            for i, d in enumerate(model.depth_branch(depth_levels, focal)):
                 outputs[f"aux/depth/{i}"] = d
         det, map_out, motion = model.forward_heads(channels_last_feature_maps(levels), inputs, self.state)
         self.state.frames_seen += 1
         outputs.update(raw_arrays(det, map_out, motion))
-        # Losses in float32 even under AMP (fp16 sums of L1 terms lose precision).
-        outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
+        # Losses in float32 even under AMP (fp16 / bf16 sums of L1 terms lose precision); a float64 model keeps
+        # float64 losses (the parity checks against the original, docs/training-losses.md).
+        outputs = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in outputs.items()}
         with torch.autocast(images.device.type, enabled=False):
             return self.criterion(outputs, batch.gt)
 
