@@ -285,6 +285,7 @@ class Trainer:
         if cfg.load_from:
             _load_initial_weights(model, cfg.load_from)
         model.img_backbone.grad_checkpoint = cfg.grad_checkpoint
+        model.backbone_autocast = torch.bfloat16 if cfg.backbone_bf16 else None
         self.model = model.to(self.env.device)
         self.module = TrainingModule(self.model, SparseDriveCriterion(cfg.loss), cfg.aug.grid_mask_prob,
                                      seed=cfg.seed + 7919 * self.env.rank).train()
