@@ -33,9 +33,9 @@ if not (LOSS_KIT / "make_gt.py").is_file():
 
 from sparsedrive_ros.tools import loss_npz  # noqa: E402
 
-# Every loss of frame 0 lands within this of the original (measured: <= 4e-14 except the centerness losses,
-# whose float32-rounded target makes them ~1e-10); float32 arithmetic anywhere in a loss shows as >= 1e-9.
-FRAME0_RTOL = 1e-9
+# Every loss of frame 0 lands within this of the original (measured: <= 1.6e-13, the centerness losses
+# bit-identical); float32 arithmetic anywhere in a loss, or an average factor without its eps, shows as >= 5e-9.
+FRAME0_RTOL = 1e-10
 
 
 def make_case(out: Path, seed: int, scenario: str) -> Path:

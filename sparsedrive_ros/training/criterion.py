@@ -78,9 +78,13 @@ def layer_outputs(outputs: Mapping[str, Tensor], prefix: str) -> list[Tensor]:
     return [found[i] for i in sorted(found)]
 
 
-def _num_pos(mask: Tensor) -> Tensor:
-    """Matched count averaged over processes, at least 1 (mmdet reduce_mean)."""
-    return torch.clamp(L.reduce_mean(mask.sum().to(torch.float32)), min=1.0)
+def _num_pos(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Matched count averaged over processes, at least 1 (mmdet reduce_mean), in the predictions' dtype.
+
+    The dtype matters: every average factor is used as ``avg_factor + float32 eps``, and only a float64 count
+    keeps that eps (as the original's does in a float64 model; docs/training-losses.md).
+    """
+    return torch.clamp(L.reduce_mean(mask.sum().to(dtype)), min=1.0)
 
 
 class SparseDriveCriterion:
@@ -139,7 +143,7 @@ class SparseDriveCriterion:
             dims = len(cfg.det_reg_weights)
             reg = reg[..., :dims]
             mask = ~torch.all(tgt.box_target == 0, dim=-1)  # [B, N] matched
-            num_pos = _num_pos(mask)
+            num_pos = _num_pos(mask, reg.dtype)
             reg_mask = mask & (cls.max(-1).values.sigmoid() > cfg.cls_threshold_to_reg)
             out[f"det_loss_cls_{d}"] = L.sigmoid_focal_loss(
                 cls.flatten(0, 1), tgt.cls_target.flatten(), None, num_pos,
@@ -170,7 +174,7 @@ class SparseDriveCriterion:
             self._record(f"match/map/{d}", pred_idx=tgt.assignments[0].pred_idx,
                          target_idx=tgt.assignments[0].gt_idx, permute_idx=tgt.permutations[0])
             mask = ~torch.all(tgt.line_target == 0, dim=-1)
-            num_pos = _num_pos(mask)
+            num_pos = _num_pos(mask, reg.dtype)
             reg_mask = mask & (cls.max(-1).values.sigmoid() > cfg.cls_threshold_to_reg)
             out[f"map_loss_cls_{d}"] = L.sigmoid_focal_loss(
                 cls.flatten(0, 1), tgt.cls_target.flatten(), None, num_pos,
@@ -192,7 +196,7 @@ class SparseDriveCriterion:
         cls = outputs["raw/motion/classification/0"]  # [B, N, M]
         reg = outputs["raw/motion/prediction/0"]  # [B, N, M, T, 2]
         tgt = T.motion_targets(reg, gt.agent_fut_trajs, gt.agent_fut_masks, match)
-        num_pos = torch.clamp(L.reduce_mean(tgt.num_pos.to(torch.float32)), min=1.0)
+        num_pos = torch.clamp(L.reduce_mean(tgt.num_pos.to(reg.dtype)), min=1.0)
         self._record("match/motion/0", mode_target=tgt.cls_target[0], num_pos=num_pos)
         steps = reg.shape[-2]
         cls_loss = L.sigmoid_focal_loss(

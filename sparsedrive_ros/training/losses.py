@@ -121,11 +121,18 @@ def smooth_l1(diff: Tensor, beta: float) -> Tensor:
 
 
 def sigmoid_cross_entropy(
-    logits: Tensor, target: Tensor, avg_factor: Optional[float] = None, loss_weight: float = 1.0
+    logits: Tensor, target: Tensor, avg_factor: Optional[float] = None, loss_weight: float = 1.0,
+    target_float32: bool = False,
 ) -> Tensor:
-    """mmdet CrossEntropyLoss(use_sigmoid=True) with soft targets."""
+    """mmdet CrossEntropyLoss(use_sigmoid=True) with soft targets.
+
+    ``target_float32`` reproduces the original: mmdet hands the BCE ``label.float()``, so with float64 logits the
+    target is rounded to float32 and torch returns float32 element losses (summed in float32, then divided in
+    float64 by the average factor). A no-op in a float32 run. See docs/training-losses.md.
+    """
     # The original does not detach the (prediction-dependent) centerness target; neither do we.
-    loss = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
+    target = target.float() if target_float32 else target.to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return loss_weight * reduce_loss(loss, None, avg_factor)
 
 
@@ -138,6 +145,9 @@ class SparseBox3DLossConfig:
     yns_gamma: float = 4.0
     # Classes whose heading is symmetric (barrier = 5): the target yaw may be flipped by π.
     cls_allow_reverse: tuple[int, ...] = (5,)
+    # Parity with the original: its centerness target passes through float32 inside mmdet's BCE even in a
+    # float64 model (~1e-7 relative). False keeps the target in the model's dtype (docs/training-losses.md).
+    cns_target_float32: bool = True
 
 
 def _yaw_cosine(box_target: Tensor, box: Tensor) -> Tensor:
@@ -170,7 +180,8 @@ def sparse_box3d_loss(
     if quality is None:
         return out
     cns_target = torch.exp(-torch.norm(box_target[..., [X, Y, Z]] - box[..., [X, Y, Z]], p=2, dim=-1))
-    out["cns"] = sigmoid_cross_entropy(quality[..., CNS], cns_target, avg_factor, cfg.cns_weight)
+    out["cns"] = sigmoid_cross_entropy(quality[..., CNS], cns_target, avg_factor, cfg.cns_weight,
+                                       target_float32=cfg.cns_target_float32)
     yns_target = (_yaw_cosine(box_target, box) > 0).to(box.dtype)
     out["yns"] = gaussian_focal_loss(
         quality[..., YNS].sigmoid(), yns_target, avg_factor, cfg.yns_alpha, cfg.yns_gamma, cfg.yns_weight
@@ -215,13 +226,17 @@ def dense_depth_loss(
     """DenseDepthNet.loss (spec §4.4): L1 on pixels with a lidar point, / (valid · levels) per level."""
     if len(depth_preds) != len(gt_depths):
         raise ValueError(f"depth levels differ: {len(depth_preds)} predictions, {len(gt_depths)} targets")
-    total = depth_preds[0].new_zeros(())
+    total = depth_preds[0].new_zeros((), dtype=torch.promote_types(depth_preds[0].dtype, torch.float32))
     for pred, gt in zip(depth_preds, gt_depths):
         pred = pred.permute(0, 2, 3, 1).reshape(-1)
         gt = gt.reshape(-1).to(pred.dtype)
         if pred.numel() != gt.numel():
             raise ValueError(f"depth map sizes differ: {pred.numel()} vs {gt.numel()}")
         valid = (gt > 0) & ~torch.isnan(pred)
-        error = (pred[valid].float().clamp(0.0, max_depth) - gt[valid].float()).abs().sum()
+        pred, gt = pred[valid], gt[valid]
+        if pred.dtype in (torch.float16, torch.bfloat16):  # the original sums in float32 outside autocast
+            pred, gt = pred.float(), gt.float()
+        # In the prediction's dtype: a float64 model keeps float64 (the original computes the same there).
+        error = (pred.clamp(0.0, max_depth) - gt).abs().sum()
         total = total + error / max(1.0, int(valid.sum()) * len(depth_preds)) * loss_weight
     return total
