@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from external import shared_file
+
 from sparsedrive_ros.model.checkpoint import (
     CheckpointLoadError,
     CheckpointMismatchError,
@@ -20,8 +22,11 @@ from sparsedrive_ros.model.checkpoint import (
 )
 from sparsedrive_ros.tools import convert_checkpoint
 
-KEY_LIST = Path("/work/shared/docs/state-dict-stage2.txt")
-needs_key_list = pytest.mark.skipif(not KEY_LIST.is_file(), reason="shared key list not available")
+
+
+@pytest.fixture
+def key_list() -> Path:
+    return shared_file("docs/state-dict-stage2.txt")
 
 
 def _small_state_dict():
@@ -130,16 +135,15 @@ def test_check_against_module_passes_and_fails():
         check_state_dict({k: v for k, v in module.state_dict().items() if k != "1.bias"}, module)
 
 
-@needs_key_list
-def test_key_list_matches_spec_counts_and_detects_stage():
-    specs = read_key_list(KEY_LIST)
+def test_key_list_matches_the_original_counts_and_detects_stage(key_list: Path):
+    specs = read_key_list(key_list)
     assert len(specs) == 1324
     assert specs["img_backbone.conv1.weight"] == ((64, 3, 7, 7), "float32")
     assert specs["img_backbone.bn1.num_batches_tracked"] == ((), "int64")
     meta = {name: torch.empty(spec.shape, device="meta") for name, spec in specs.items()}
     check_state_dict(meta, specs)
     summary = summarize_state_dict(meta)
-    # spec §5 counts 86 196 509 numbers without the 55 0-d BatchNorm num_batches_tracked counters
+    # the original stage-2 model has 86 196 509 numbers besides the 55 0-d BatchNorm num_batches_tracked counters
     counters = [name for name in specs if name.endswith("num_batches_tracked")]
     assert summary.num_tensors == 1324 and len(counters) == 55
     assert summary.total_numel == 86_196_509 + 55

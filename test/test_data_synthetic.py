@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from external import oracle
 
 from sparsedrive_ros.data.nuscenes import DETECTION_CLASSES, TABLE_NAMES, NuScenes, build_ground_truth
 from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset
@@ -132,7 +133,7 @@ def test_cli_writes_dataset(tmp_path, capsys):
 
 def test_official_devkit_loads_and_evaluates_gt_as_perfect(tmp_path):
     """Oracle: nuscenes-devkit loads the dataset; GT fed back as predictions scores mAP = NDS = 1."""
-    pytest.importorskip("nuscenes", reason="optional: pip install nuscenes-devkit==1.2.0")
+    oracle("nuscenes")
     ds = generate_dataset(tmp_path / "data", SyntheticConfig(seconds=3.0, num_scenes=2, render_images=False))
     (tmp_path / "eval").mkdir()
     out = subprocess.run([sys.executable, "-c", DEVKIT_SCRIPT, str(ds.dataroot), str(tmp_path / "eval")],

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from external import missing
 
 from sparsedrive_ros.data.nuscenes import DETECTION_CLASSES, NuScenes, build_frame_inputs, build_ground_truth
 from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset
@@ -100,9 +101,9 @@ def test_missing_devkit_extra_is_skipped_with_a_reason(monkeypatch):
 # ----------------------------------------------------------------------------------------------- devkit oracle
 
 def _require_devkit() -> None:
-    missing = tracking._missing_modules()
-    if missing:
-        pytest.skip(f"optional devkit extra missing ({', '.join(missing)}): bash scripts/setup_devkit.sh")
+    absent = tracking._missing_modules()
+    if absent:
+        missing(f"optional devkit extra missing ({', '.join(absent)}): make setup-devkit")
 
 
 @pytest.fixture(scope="module")

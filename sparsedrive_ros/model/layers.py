@@ -170,7 +170,7 @@ def sine_position_embedding(pos: Tensor, hidden_dim: int = 256) -> Tensor:
     """DAB-DETR sine embedding of (x, y) in metres: [..., 2] -> [..., hidden_dim] = cat(PE_y, PE_x).
 
     The frequency table is built in float32 whatever the input dtype, exactly like the original; a float64
-    table shifts the arguments by ~1e-5 rad at 50 m (golden README §7).
+    table shifts the arguments by ~1e-5 rad at 50 m (docs/model-notes.md#numeric-precision).
     """
     half = hidden_dim // 2
     dim_t = torch.arange(half, dtype=torch.float32, device=pos.device)
