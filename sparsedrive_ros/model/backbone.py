@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 import torchvision
 from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 __all__ = ["DenseDepthNet", "FPN", "ResNetTrunk"]
 
@@ -24,14 +25,51 @@ _RESNETS = {
 }
 
 
+_BLOCKS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
+           50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3))}
+
+
+def _narrow_resnet(depth: int, width: int) -> nn.Module:
+    """A torchvision-layout ResNet whose stages have ``width * (1, 2, 4, 8)`` planes instead of 64 * (...).
+
+    torchvision fixes the planes at 64; the small demo model uses 32 (a quarter of ResNet-18's parameters and
+    multiply-adds), which is plenty for the flat-shaded synthetic world. Same module names, so the same state
+    dict layout as the full-width trunk, and torchvision's initialisation (He normal, BN weight 1, bias 0).
+    """
+    block, counts = _BLOCKS[depth]
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1, net.relu = nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+    net.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    inplanes = width
+    for i, count in enumerate(counts):
+        planes, stride = width * 2 ** i, 1 if i == 0 else 2
+        blocks = []
+        for j in range(count):
+            downsample = None
+            if j == 0 and (stride != 1 or inplanes != planes * block.expansion):
+                downsample = nn.Sequential(nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
+                                           nn.BatchNorm2d(planes * block.expansion))
+            blocks.append(block(inplanes, planes, stride if j == 0 else 1, downsample))
+            inplanes = planes * block.expansion
+        setattr(net, f"layer{i + 1}", nn.Sequential(*blocks))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
+
+
 class ResNetTrunk(nn.Module):
     """torchvision ResNet up to layer4, returning the four stage outputs C2..C5 (strides 4, 8, 16, 32)."""
 
-    def __init__(self, depth: int = 50) -> None:
+    def __init__(self, depth: int = 50, width: int = 64) -> None:
         super().__init__()
         if depth not in _RESNETS:
             raise ValueError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
-        net = _RESNETS[depth](weights=None)
+        net = _RESNETS[depth](weights=None) if width == 64 else _narrow_resnet(depth, width)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         # Training option (mmdet's with_cp): keep only each residual block's input and recompute the block in

@@ -146,6 +146,8 @@ class SparseDriveConfig:
     """Whole network. ``motion_plan`` None = stage 1 (det + map only)."""
 
     backbone_depth: int = 50
+    # Planes of the first ResNet stage (stage k has width * 2**(k-1)); 64 is torchvision's and the original's.
+    backbone_width: int = 64
     embed_dims: int = 256
     num_cams: int = 6
     num_levels: int = 4
@@ -158,6 +160,8 @@ class SparseDriveConfig:
     def __post_init__(self) -> None:
         _require(self.backbone_depth in (18, 34, 50, 101),
                  f"backbone_depth must be one of 18, 34, 50, 101, got {self.backbone_depth}")
+        _require(self.backbone_width >= 8 and self.backbone_width % 8 == 0,
+                 f"backbone_width must be a positive multiple of 8, got {self.backbone_width}")
         _require(self.num_levels == 4, f"num_levels must be 4 (FPN on ResNet stages C2..C5), got {self.num_levels}")
         height, width = self.image_hw
         _require(height % 64 == 0 and width % 64 == 0,
@@ -175,7 +179,8 @@ class SparseDriveConfig:
     @property
     def backbone_channels(self) -> Tuple[int, int, int, int]:
         """Output channels of ResNet stages C2..C5."""
-        return (64, 128, 256, 512) if self.backbone_depth in (18, 34) else (256, 512, 1024, 2048)
+        expansion = 1 if self.backbone_depth in (18, 34) else 4
+        return tuple(self.backbone_width * expansion * 2 ** i for i in range(4))  # type: ignore[return-value]
 
     @property
     def coarsest_map_hw(self) -> Tuple[int, int]:

@@ -188,7 +188,7 @@ class SparseDrive(nn.Module):
     def __init__(self, config: SparseDriveConfig) -> None:
         super().__init__()
         self.config = config
-        self.img_backbone = ResNetTrunk(config.backbone_depth)
+        self.img_backbone = ResNetTrunk(config.backbone_depth, config.backbone_width)
         self.img_neck = FPN(config.backbone_channels, config.embed_dims)
         self.depth_branch = DenseDepthNet(config.embed_dims, config.num_depth_layers)
         motion_plan = _build_motion_plan_head(config) if config.motion_plan is not None else None

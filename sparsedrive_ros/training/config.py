@@ -121,18 +121,23 @@ def tiny() -> TrainConfig:
 def demo() -> TrainConfig:
     """The bundled demo model (``make demo``, the replay launch file): trained on the synthetic world only.
 
-    The ``tiny`` network with a third detection decoder layer (one more refinement of box centres), trained
-    longer on ten 12 s synthetic scenes on a 2-core CPU (``scripts/train_demo_model.sh``). No horizontal
-    flip: the synthetic world drives on the right, and a flipped image would teach left-hand traffic too.
+    A small network sized for a 2-core CPU and a file under 25 MB in half precision: a half-width ResNet-18
+    (32..256 planes), 128-channel features, 64 det / 16 map anchors, 3 det and 2 map decoder layers, map key
+    points at one height (the synthetic ground is flat), 64x192 input. No horizontal flip: the synthetic world
+    drives on the right, and a flipped image would teach left-hand traffic too. Recipe:
+    ``scripts/train_demo_model.sh``.
     """
-    det = DetHeadConfig(num_anchor=64, num_temp_instances=32, num_decoder=3, ffn_dims=256, num_output=32)
-    mapc = MapHeadConfig(num_anchor=16, num_temp_instances=4, num_decoder=2, ffn_dims=256)
+    dims = 128
+    det = DetHeadConfig(num_anchor=64, num_temp_instances=32, num_decoder=3, anchor_encoder_dims=(64, 16, 16, 32),
+                        ffn_dims=256, num_output=32)
+    mapc = MapHeadConfig(num_anchor=16, num_temp_instances=4, num_decoder=2, fix_height=(0.0,), ffn_dims=256)
     motion = MotionPlanConfig(num_det=16, num_map=4, num_blocks=1, ffn_dims=256)
-    model = SparseDriveConfig(backbone_depth=18, image_hw=(64, 192), det=det, map=mapc, motion_plan=motion)
+    model = SparseDriveConfig(backbone_depth=18, backbone_width=32, embed_dims=dims, image_hw=(64, 192), det=det,
+                              map=mapc, motion_plan=motion)
     aug = AugConfig(final_hw=(64, 192), rand_flip=False, photometric=False, grid_mask_prob=0.0)
     return TrainConfig(
-        name="demo", model=model, optim=OptimConfig(lr=1e-3, backbone_lr_mult=0.5, warmup_iters=100),
-        aug=aug, batch_size=1, max_steps=6500, checkpoint_interval=500, split="all", backbone_bf16=True,
+        name="demo", model=model, optim=OptimConfig(lr=1e-3, backbone_lr_mult=1.0, warmup_iters=100),
+        aug=aug, batch_size=1, max_steps=12000, checkpoint_interval=500, split="all", backbone_bf16=True,
     )
 
 
