@@ -1,4 +1,5 @@
-"""k-means anchors (spec §1.10) on hand-built ground truth, their files, and backbone gradient checkpointing."""
+"""k-means anchors (docs/model-notes.md#anchors) on hand-built ground truth, their files, and backbone gradient
+checkpointing."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Losses of SparseDrive on hand-built cases (spec §4.17, §4.18, §4.28, §4.4, §7.1)."""
+"""Losses of SparseDrive on hand-built cases (docs/model-notes.md#backbone-and-neck; docs/training-losses.md)."""
 
 import math
 

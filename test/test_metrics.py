@@ -1,4 +1,4 @@
-"""Metrics on hand-built predictions (spec §8)."""
+"""Metrics on hand-built predictions (docs/model-notes.md#evaluation)."""
 
 import math
 

@@ -70,7 +70,8 @@ def _bank(num_anchor: int = 4, num_temp: int = 2) -> InstanceBank:
 
 QUARTER_TURN = torch.tensor([[[0.0, -1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 1.0, 0.0],
                               [0.0, 0.0, 0.0, 1.0]]])
-T0 = 1533151603.5  # nuScenes-like epoch seconds: a float32 timestamp would lose the 0.5 s (pitfall P23)
+T0 = 1533151603.5  # nuScenes-like epoch seconds: a float32 timestamp would lose the 0.5 s
+                   # (docs/model-notes.md#numeric-precision)
 
 
 def _cached_state(timestamp: float = T0) -> InstanceBankState:
@@ -99,7 +100,7 @@ def test_time_gap_rules(dt: float, valid: bool, interval: float) -> None:
     frame = bank.get(state, 1, torch.tensor([T0 + dt], dtype=torch.float64), torch.eye(4)[None])
     assert state.mask.tolist() == [valid]
     assert frame.time_interval.tolist() == [interval]
-    assert frame.temp_feature is not None  # the stale cache is still returned (pitfall P8)
+    assert frame.temp_feature is not None  # the stale cache is still returned (docs/model-notes.md#temporal-rules)
     fresh_feature, fresh_anchor = torch.zeros(1, 4, 3), torch.zeros(1, 4, 11)
     feature, _ = bank.update(state, fresh_feature, fresh_anchor, torch.randn(1, 4, 10))
     assert torch.equal(feature[:, :2], torch.ones(1, 2, 3)) == valid
@@ -335,7 +336,8 @@ def test_instance_queue_matches_history_by_id_and_confidence() -> None:
     assert frame.temp_feature[0, 3, 0].tolist() == [102.0] * 8  # history of id 2 was row 2 last frame
     assert frame.temp_feature[0, 1, 0].tolist() == [0.0] * 8
     assert frame.temp_mask[0, :4].tolist() == [[False, False], [True, False], [True, False], [False, False]]
-    assert frame.ego_anchor[0, 0, 9].item() == 6.0  # previous predicted forward speed -> VY (pitfall P5)
+    assert frame.ego_anchor[0, 0, 9].item() == 6.0  # previous predicted forward speed -> VY
+                                                    # (docs/model-notes.md#trajectories-command-and-ego-status)
     assert state.ego_period.tolist() == [[2]]
     queue.cache(state, second, torch.zeros(1, 1, 8), torch.arange(10.0).reshape(1, 1, 10), eye)
     frame = queue.get(state, _det_output([0, 1, 7, 2], [0.5] * 4, 300.0), front, eye, torch.tensor([False]), handler)

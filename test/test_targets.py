@@ -1,4 +1,4 @@
-"""Hungarian targets and mode targets on hand-built cases (spec §4.16, §4.23–4.27, §4.33, §4.34)."""
+"""Hungarian targets and mode targets on hand-built cases (docs/training-losses.md)."""
 
 import math
 

@@ -1,6 +1,7 @@
 """A nuScenes reader without the devkit: tables, scene/key-frame/camera-stream walks, model inputs and GT.
 
-Everything here reproduces what SparseDrive's converter + test pipeline feed the model (model spec §2, §3).
+Everything here reproduces what SparseDrive's converter + test pipeline feed the model (docs/model-notes.md#frames,
+#inputs-and-preprocessing).
 Frames: ``lidar`` = LIDAR_TOP at the key-frame time (x right, y forward, z up) — the model's working frame;
 ``ego`` = base_link; ``global`` = map frame. Times: nuScenes Unix microseconds in the tables, float64 seconds
 in the outputs.
@@ -196,7 +197,8 @@ class NuScenes:
 @dataclass(frozen=True)
 class SampleInputs:
     """The inputs of one nuScenes key frame (sample) as numpy arrays and image paths (the model's tensor
-    container is :class:`sparsedrive_ros.model.FrameInputs`), exactly as the original test pipeline builds them (spec §3.2).
+    container is :class:`sparsedrive_ros.model.FrameInputs`), exactly as the original test pipeline builds them
+    (docs/model-notes.md#inputs-and-preprocessing).
 
     Per-camera arrays are in CAMERA_ORDER (FRONT, FRONT_RIGHT, FRONT_LEFT, BACK, BACK_LEFT, BACK_RIGHT).
     """
@@ -225,7 +227,8 @@ class SampleInputs:
 
 @dataclass(frozen=True)
 class FrameGroundTruth:
-    """Ground truth of one key frame in the lidar frame (converter info fields, spec §3.1)."""
+    """Ground truth of one key frame in the lidar frame (converter info fields,
+    docs/model-notes.md#inputs-and-preprocessing)."""
 
     boxes: F64  # [K, 7] x, y, z (geometric centre), l, w, h, yaw (ccw from +x, wrapped to [-pi, pi))
     velocities: F64  # [K, 2] m/s in the lidar frame (NaN when it cannot be computed)

@@ -1,4 +1,5 @@
-"""SparseDrive's camera projection matrices (model spec §3.2) and the lidar reference frame.
+"""SparseDrive's camera projection matrices (docs/model-notes.md#inputs-and-preprocessing) and the lidar reference
+frame.
 
 Frames: ``lidar`` = LIDAR_TOP at the key-frame (reference) time, x right / y forward / z up; ``cam`` = optical
 frame of one camera at its own exposure time (x right, y down, z forward); ``ego`` = base_link; ``global`` =

@@ -12,7 +12,8 @@ Build / load / run (one stream = one temporal state)::
     stream.reset()         # scene change / bag loop / time jump
 
 Lower level: ``state = model.new_state(); out = model(frame, state, return_raw=True)``; ``out.raw`` holds the
-golden README's ``raw/...`` arrays and ``out.golden_arrays()`` the ``post/...`` ones. Inside the model the
+parity material's ``raw/...`` arrays (docs/parity.md#array-names) and ``out.golden_arrays()`` the ``post/...`` ones.
+Inside the model the
 original's time rules apply (|dt| > 2 s masks the history, dt = 0 or a first frame uses 0.5 s, going back in
 time by <= 2 s is accepted as the original does); ``SparseDriveStream(max_time_gap=..., reset_on_backwards=True)``
 adds hard resets for robots.

@@ -1,4 +1,5 @@
-"""Image encoder: torchvision ResNet trunk + FPN, and the training-only DenseDepthNet (spec §4.2-4.4).
+"""Image encoder: torchvision ResNet trunk + FPN, and the training-only DenseDepthNet
+(docs/model-notes.md#backbone-and-neck).
 
 Parameter names follow the original (mmdet ResNet = torchvision names without ``fc``; mmdet FPN with
 ``lateral_convs.{i}.conv`` / ``fpn_convs.{i}.conv``).
@@ -139,7 +140,8 @@ class FPN(nn.Module):
 
 
 class DenseDepthNet(nn.Module):
-    """Auxiliary per-pixel depth on the first ``num_depth_layers`` levels (training only, spec §4.4)."""
+    """Auxiliary per-pixel depth on the first ``num_depth_layers`` levels (training only,
+    docs/model-notes.md#backbone-and-neck)."""
 
     def __init__(self, embed_dims: int = 256, num_depth_layers: int = 3, equal_focal: float = 100.0,
                  max_depth: float = 60.0) -> None:

@@ -1,8 +1,9 @@
-"""3-D box instances of the detection head (spec §2, §4.9, §4.10, §4.15, §4.19).
+"""3-D box instances of the detection head (docs/model-notes.md#box-encoding, #box-refinement, #post-processing).
 
 Box anchor layout (11 values, LIDAR_TOP frame, x right, y forward, z up):
-``[x, y, z, ln l, ln w, ln h, sin yaw, cos yaw, vx, vy, vz]`` with l = extent along the heading (pitfall P2)
-and sin *before* cos (pitfall P3). Decoded boxes: ``[x, y, z, l, w, h, yaw, vx, vy, vz]``.
+``[x, y, z, ln l, ln w, ln h, sin yaw, cos yaw, vx, vy, vz]`` with l = extent along the heading
+(docs/model-notes.md#box-encoding)
+and sin *before* cos (docs/model-notes.md#box-encoding). Decoded boxes: ``[x, y, z, l, w, h, yaw, vx, vy, vz]``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def decode_box(box: Tensor) -> Tensor:
 class SparseBox3DKeyPointsGenerator(nn.Module):
     """Key points of a box: fixed offsets (scaled by the box size) + learnable ones inside the box.
 
-    ``fix_scale`` is a non-trainable parameter so that the checkpoint's (re-initialised, pitfall P1) values
+    ``fix_scale`` is a non-trainable parameter so that the checkpoint's (re-initialised,
+    docs/model-notes.md#checkpoint-tensors) values
     are loaded. Also the det instance bank's anchor handler (``anchor_projection``).
     """
 
@@ -71,7 +73,7 @@ class SparseBox3DKeyPointsGenerator(nn.Module):
 
     @staticmethod
     def anchor_projection(anchor: Tensor, T_src2dst: Tensor, time_interval: Optional[Tensor] = None) -> Tensor:
-        """Move box anchors into another frame (pitfall P7).
+        """Move box anchors into another frame (docs/model-notes.md#temporal-rules).
 
         Args:
             anchor: [B, N, 11] in the source frame.
@@ -81,7 +83,8 @@ class SparseBox3DKeyPointsGenerator(nn.Module):
 
         Returns:
             [B, N, 11] in the destination frame: centre and velocity rotated, yaw rotated and written back in
-            (sin, cos) order (SparseDrive's fix of Sparse4D v3's swap, pitfall P3), sizes unchanged.
+            (sin, cos) order (SparseDrive's fix of Sparse4D v3's swap, docs/model-notes.md#box-encoding), sizes
+            unchanged.
         """
         T = T_src2dst.to(dtype=anchor.dtype)[:, None]  # [B, 1, 4, 4]
         center = anchor[..., :3]
@@ -118,7 +121,7 @@ class SparseBox3DEncoder(nn.Module):
 
 
 class SparseBox3DRefinementModule(nn.Module):
-    """Residual box refinement + classification + quality (centerness, yawness) (spec §4.15, pitfall P6)."""
+    """Residual box refinement + classification + quality (centerness, yawness) (docs/model-notes.md#box-refinement)."""
 
     def __init__(self, embed_dims: int = 256, num_cls: int = 10, output_dim: int = BOX_DIMS) -> None:
         super().__init__()
@@ -158,7 +161,8 @@ class BoxDetections:
 
 
 class SparseBox3DDecoder:
-    """Top-k by max-class score, re-scored by centerness and re-sorted; no NMS, no threshold (pitfall P18)."""
+    """Top-k by max-class score, re-scored by centerness and re-sorted; no NMS, no threshold
+    (docs/model-notes.md#post-processing)."""
 
     def __init__(self, num_output: int = 300) -> None:
         self.num_output = num_output

@@ -1,6 +1,7 @@
 """Typed configuration of the SparseDrive network.
 
-Every default is the value of the original ``sparsedrive_small_stage{1,2}.py`` configuration (spec §1); the
+Every default is the value of the original ``sparsedrive_small_stage{1,2}.py`` configuration
+(docs/model-notes.md#configuration); the
 builders in :mod:`sparsedrive_ros.model.sparsedrive` pick the stage. Sizes are configurable so that a reduced
 ("tiny") model can be trained with the same code; only the defaults load the official checkpoints.
 """
@@ -24,7 +25,8 @@ __all__ = [
 DET_CLASS_NAMES: Tuple[str, ...] = DETECTION_CLASSES  # the model's names for the shared class orders
 MAP_CLASS_NAMES: Tuple[str, ...] = MAP_CLASSES
 
-# Fixed key points of the det deformable layers as configured; a trained checkpoint overwrites them (pitfall P1).
+# Fixed key points of the det deformable layers as configured; a trained checkpoint overwrites them
+# (docs/model-notes.md#checkpoint-tensors).
 DEFAULT_FIX_SCALE: Tuple[Tuple[float, float, float], ...] = (
     (0.0, 0.0, 0.0),
     (0.45, 0.0, 0.0), (-0.45, 0.0, 0.0),
@@ -40,7 +42,7 @@ def _require(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DetHeadConfig:
-    """Detection head (Sparse4D v3 style, spec §1.3)."""
+    """Detection head (Sparse4D v3 style, docs/model-notes.md#configuration)."""
 
     num_anchor: int = 900
     num_temp_instances: int = 600
@@ -77,7 +79,8 @@ class DetHeadConfig:
 
 @dataclass(frozen=True)
 class MapHeadConfig:
-    """Online vector-map head (spec §1.4). ``num_temp_instances`` is 0 in stage 1 and 33 in stage 2."""
+    """Online vector-map head (docs/model-notes.md#configuration). ``num_temp_instances`` is 0 in stage 1 and 33 in
+    stage 2."""
 
     num_anchor: int = 100
     num_temp_instances: int = 33
@@ -109,7 +112,8 @@ class MapHeadConfig:
 
 @dataclass(frozen=True)
 class MotionPlanConfig:
-    """Motion forecasting + planning head (stage 2 only, spec §1.5, §4.30-4.36)."""
+    """Motion forecasting + planning head (stage 2 only,
+    docs/model-notes.md#configuration, #motion-and-planning-head)."""
 
     fut_ts: int = 12
     fut_mode: int = 6

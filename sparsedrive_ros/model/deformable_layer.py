@@ -2,7 +2,8 @@
 camera embedding, per-sample weights and the output projection (docs/model-notes.md#deformable-aggregation).
 The parameter-free sampling op it calls lives in :mod:`sparsedrive_ros.model.deformable_op`.
 
-Feature maps stay a per-level list ``[B, N_cam, C, H_l, W_l]`` (no packed (B, 89760, C) format, pitfall P28);
+Feature maps stay a per-level list ``[B, N_cam, C, H_l, W_l]`` (no packed (B, 89760, C) format,
+docs/model-notes.md#deformable-aggregation);
 the sampling itself is :func:`sparsedrive_ros.model.deformable_op.deformable_aggregation`.
 """
 
@@ -72,7 +73,8 @@ class DeformableFeatureAggregation(nn.Module):
         return torch.cat([self.output_proj(features), instance_feature], dim=-1)
 
     def _weights(self, instance_feature: Tensor, anchor_embed: Tensor, projection_mat: Tensor) -> Tensor:
-        """One softmax per group over cameras x levels x points jointly (pitfall P11) -> [B, N, cam, L, P, G]."""
+        """One softmax per group over cameras x levels x points jointly (docs/model-notes.md#deformable-aggregation)
+        -> [B, N, cam, L, P, G]."""
         batch, num_anchor = instance_feature.shape[:2]
         # The camera embedding reads the raw first three rows of the pixel-unit projection matrix.
         camera_embed = self.camera_encoder(projection_mat[:, :, :3].reshape(batch, self.num_cams, 12))

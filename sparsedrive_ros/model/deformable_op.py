@@ -1,7 +1,8 @@
 """The deformable-aggregation op: parameter-free weighted sampling of multi-camera, multi-level feature maps
 (pure PyTorch; the learned layer around it is :mod:`sparsedrive_ros.model.deformable_layer`).
 
-Reproduces the semantics of SparseDrive's ``deformable_aggregation`` CUDA op (spec §4.14, §6.1, pitfall P12):
+Reproduces the semantics of SparseDrive's ``deformable_aggregation`` CUDA op
+(docs/model-notes.md#deformable-aggregation):
 
     out[b, a, c] = sum_{cam, l, p} w[b, a, cam, l, p, c // (C / G)]
                    * valid(u, v) * bilinear(F_{cam, l}[b, c], u * W_l - 0.5, v * H_l - 0.5)

@@ -1,4 +1,4 @@
-"""Temporal instance memory of the det and map heads (spec §4.8, pitfalls P7-P10, P17).
+"""Temporal instance memory of the det and map heads (docs/model-notes.md#temporal-rules, #decoder-stack).
 
 The module holds the learned parameters (``anchor``, ``instance_feature``); everything that persists between
 frames lives in an explicit :class:`InstanceBankState` owned by the caller (one per stream).
@@ -104,7 +104,7 @@ class InstanceBank(nn.Module):
                cls_logits: Tensor) -> Tuple[Tensor, Tensor]:
         """After the first refine: [carried T ; top (N - T) current by max logit] where the gap is valid.
 
-        The carried instances always occupy indices 0..T-1 (pitfall P9).
+        The carried instances always occupy indices 0..T-1 (docs/model-notes.md#temporal-rules).
         """
         if state.cached_feature is None:
             return instance_feature, anchor
@@ -137,7 +137,8 @@ class InstanceBank(nn.Module):
         state.T_global = T_global.to(torch.float64)
 
     def get_instance_id(self, state: InstanceBankState, cls_logits: Tensor) -> Tensor:
-        """Ids for all N instances (threshold None, pitfall P17): carried ids kept, new consecutive ids elsewhere.
+        """Ids for all N instances (threshold None, docs/model-notes.md#temporal-rules): carried ids kept, new
+        consecutive ids elsewhere.
 
         Must run after :meth:`cache` (uses its fused confidence to pick the ids carried to the next frame).
         """

@@ -1,4 +1,5 @@
-"""Small building blocks shared by the SparseDrive heads (spec §4.11-4.13, §4.30 step 6).
+"""Small building blocks shared by the SparseDrive heads (docs/model-notes.md#attention-and-ffn,
+#motion-and-planning-head).
 
 Parameter names follow the original modules so that official checkpoints load with ``strict=True``.
 """
@@ -49,7 +50,7 @@ class Scale(nn.Module):
 
 
 class AsymmetricFFN(nn.Module):
-    """Pre-norm FFN with a projected identity (spec §4.13, pitfall P13).
+    """Pre-norm FFN with a projected identity (docs/model-notes.md#attention-and-ffn).
 
     The identity is taken *after* the pre-norm and always goes through ``identity_fc`` (a Linear even when
     in_channels == embed_dims, because the original overwrote in_channels before that test).
@@ -73,7 +74,8 @@ class AsymmetricFFN(nn.Module):
 class _AttentionCore(nn.Module):
     """Packed-projection attention with torch.nn.MultiheadAttention's parameter names.
 
-    Replaces both flash-attn's FlashMHA (fp16 core in the original, pitfall P15) and torch MHA; the core is
+    Replaces both flash-attn's FlashMHA (fp16 core in the original, docs/model-notes.md#attention-and-ffn) and torch
+    MHA; the core is
     ``F.scaled_dot_product_attention`` in the parameters' dtype.
     """
 
@@ -126,7 +128,8 @@ def _unpack(rows: Tensor, valid: Tensor) -> Tensor:
 
 
 class MultiheadAttention(nn.Module):
-    """mmcv-style batch-first attention block with positional inputs and a residual (spec §4.11, §4.12).
+    """mmcv-style batch-first attention block with positional inputs and a residual
+    (docs/model-notes.md#attention-and-ffn).
 
     ``key`` defaults to ``query`` and ``value`` to ``key`` (both *before* positions are added); ``key_pos``
     defaults to ``query_pos`` when the shapes match; returns ``query + dropout(attention)``.

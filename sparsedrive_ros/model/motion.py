@@ -1,4 +1,5 @@
-"""Motion forecasting and planning head with its instance queue (spec §4.30-4.32, pitfalls P5, P16, P21).
+"""Motion forecasting and planning head with its instance queue (docs/model-notes.md#motion-and-planning-head,
+#trajectories-command-and-ego-status, #temporal-rules).
 
 The queue's learned parts (ego feature encoder, ego anchor) are in :class:`InstanceQueue`; the memory that
 persists between frames is an explicit :class:`InstanceQueueState`.
@@ -27,7 +28,8 @@ __all__ = [
     "motion_operation_order",
 ]
 
-VY = 9  # ego anchor slot that receives the previous predicted forward speed (pitfall P5)
+VY = 9  # ego anchor slot that receives the previous predicted forward speed
+        # (docs/model-notes.md#trajectories-command-and-ego-status)
 EGO_SPEED = 6  # index of the forward speed in the 10-d ego status
 
 
@@ -73,7 +75,8 @@ class InstanceQueue(nn.Module):
         super().__init__()
         self.queue_length = queue_length
         self.tracking_threshold = tracking_threshold
-        # The pool kernel is half the stride-32 map, so the output is 1 x 1 (pitfall P21).
+        # The pool kernel is half the stride-32 map, so the output is 1 x 1
+        # (docs/model-notes.md#motion-and-planning-head).
         kernel = (feature_map_hw[0] // 2, feature_map_hw[1] // 2)
         self.ego_feature_encoder = nn.Sequential(
             nn.Conv2d(embed_dims, embed_dims, 3, stride=1, padding=1, bias=False),
@@ -91,7 +94,8 @@ class InstanceQueue(nn.Module):
 
     def get(self, state: InstanceQueueState, det: HeadOutput, front_coarsest_map: Tensor, T_global_inv: Tensor,
             mask: Optional[Tensor], anchor_handler: SparseBox3DKeyPointsGenerator) -> QueueFrame:
-        """Move the history into the current frame, match agents by id, append this frame (spec §4.31)."""
+        """Move the history into the current frame, match agents by id, append this frame
+        (docs/model-notes.md#motion-and-planning-head)."""
         batch = det.instance_feature.shape[0]
         if state.period is not None and state.period.shape[0] == batch:
             T_temp2cur = torch.matmul(T_global_inv.to(torch.float64), state.T_global)
@@ -116,7 +120,8 @@ class InstanceQueue(nn.Module):
         if state.period is None:
             state.period = torch.zeros(feature.shape[:2], dtype=torch.long, device=feature.device)
         else:
-            # Agent history follows the instance id, only from instances that were confident (pitfall P16).
+            # Agent history follows the instance id, only from instances that were confident
+            # (docs/model-notes.md#temporal-rules).
             match = det.instance_id[..., None] == state.prev_instance_id[:, None]  # [B, N, N_prev]
             if self.tracking_threshold > 0:
                 match = match & (state.prev_confidence > self.tracking_threshold)[:, None]
@@ -173,7 +178,7 @@ def _regather(x: Tensor, source: Tensor, matched: Tensor) -> Tensor:
 
 
 class MotionPlanningRefinementModule(nn.Module):
-    """Mode scores and per-step displacements for agents and ego, plus the 10-d ego status (spec §4.32)."""
+    """Mode scores and per-step displacements for agents and ego, plus the 10-d ego status (docs/model-notes.md#motion-and-planning-head)."""
 
     def __init__(self, embed_dims: int = 256, fut_ts: int = 12, fut_mode: int = 6, ego_fut_ts: int = 6,
                  ego_fut_mode: int = 6, num_commands: int = 3) -> None:
@@ -319,7 +324,7 @@ class MotionPlanningHead(nn.Module):
                 feature = self.graph_model(i, feature, feature_sel, feature_sel, anchor_embed, embed_sel)
             elif op in ("norm", "ffn"):
                 feature = layer(feature)
-            elif op == "cross_gnn":  # values are the raw map features (pitfall P14)
+            elif op == "cross_gnn":  # values are the raw map features (docs/model-notes.md#attention-and-ffn)
                 feature = layer(feature, key=map_feature_sel, query_pos=anchor_embed, key_pos=map_embed_sel)
             else:  # refine
                 query = feature + anchor_embed
@@ -334,7 +339,7 @@ class MotionPlanningHead(nn.Module):
 
 def default_motion_anchor(num_classes: int, num_modes: int, num_steps: int) -> Tensor:
     """Stand-in agent anchors for a model built without a checkpoint: straight paths along the heading (+x of
-    the agent frame) at speeds 0..10 m/s; training replaces them with k-means anchors (spec §1.10)."""
+    the agent frame) at speeds 0..10 m/s; training replaces them with k-means anchors (docs/model-notes.md#anchors)."""
     speeds = torch.linspace(0.0, 10.0, num_modes)
     t = torch.arange(1, num_steps + 1, dtype=torch.float32) * 0.5
     path = torch.stack([speeds[:, None] * t, torch.zeros(num_modes, num_steps)], dim=-1)  # [M, T, 2]

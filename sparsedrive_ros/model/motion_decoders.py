@@ -1,4 +1,5 @@
-"""Post-processing of the motion/planning head (spec §4.35, §4.36, pitfalls P19, P20)."""
+"""Post-processing of the motion/planning head (docs/model-notes.md#post-processing, #planning-decoder,
+#trajectories-command-and-ego-status)."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ class HierarchicalPlanningDecoder:
         # Flatten to (b, agent, motion mode, ego mode, t) rows.
         ego_rows = ego_box[:, None, None].expand(-1, num_agent, num_motion_mode, -1, -1, -1).reshape(-1, 7).clone()
         agent_rows = agent_box.unsqueeze(3).expand(-1, -1, -1, num_ego_mode, -1, -1).reshape(-1, 7)
-        # Parity quirk (pitfall P20): the intended forward shift of every ego box indexes *rows* 0 and 1 of
+        # Parity quirk (docs/model-notes.md#planning-decoder): the intended forward shift of every ego box indexes
+        # *rows* 0 and 1 of
         # the flattened tensor with the values of row 6, so it only perturbs two boxes of agent 0.
         ego_rows[0] += cfg.rescore_offset * torch.cos(ego_rows[6])
         ego_rows[1] += cfg.rescore_offset * torch.sin(ego_rows[6])

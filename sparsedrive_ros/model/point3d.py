@@ -1,4 +1,4 @@
-"""Polyline instances of the map head (spec §4.20-4.22, §4.29).
+"""Polyline instances of the map head (docs/model-notes.md#map-instances, #post-processing).
 
 Map anchor layout: 20 (x, y) points in metres in the lidar frame, flattened ``[x0, y0, x1, y1, ...]`` (40).
 """
@@ -104,7 +104,8 @@ class MapElements:
 
 
 class SparsePoint3DDecoder:
-    """Top-k over all (instance, class) pairs; one instance may appear with two classes (pitfall P18)."""
+    """Top-k over all (instance, class) pairs; one instance may appear with two classes
+    (docs/model-notes.md#post-processing)."""
 
     def __init__(self, num_output: int | None = None) -> None:
         self.num_output = num_output

@@ -1,4 +1,5 @@
-"""Test-time image preprocessing of SparseDrive (spec §3.2, pitfall P22) and the matching projection update.
+"""Test-time image preprocessing of SparseDrive (docs/model-notes.md#inputs-and-preprocessing) and the matching
+projection update.
 
 Original pipeline per camera: OpenCV BGR uint8 image (1600x900 on nuScenes) -> PIL ``resize`` to
 ``(int(W*s), int(H*s))`` with s = max(256/H, 704/W) = 0.44 (PIL's default for RGB: bicubic, antialiased) ->

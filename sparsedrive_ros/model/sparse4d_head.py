@@ -1,4 +1,5 @@
-"""Sparse4DHead: the decoder stack shared by the detection and the map head (spec §4.7, §1.6).
+"""Sparse4DHead: the decoder stack shared by the detection and the map head (docs/model-notes.md#decoder-stack,
+#orderings).
 
 The op list (``operation_order``) fixes the index of every layer, and those indices are part of the checkpoint
 keys (``head.det_head.layers.{i}``), so the order below must stay the original's.
@@ -82,11 +83,11 @@ class Sparse4DHead(nn.Module):
 
     def graph_model(self, index: int, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
                     query_pos: Optional[Tensor] = None, key_pos: Optional[Tensor] = None) -> Tensor:
-        """Attention layer ``index`` (spec §4.7, pitfall P14).
+        """Attention layer ``index`` (docs/model-notes.md#decoder-stack, #attention-and-ffn).
 
         Decoupled: positions are concatenated (512-d), the residual lives in 512-d and fc_after projects back;
         ``value`` goes through fc_before only when passed (so the first-frame det temp_gnn attends over the raw
-        [feature, embedding] concatenation, pitfall P8).
+        [feature, embedding] concatenation, docs/model-notes.md#temporal-rules).
         """
         if self.decouple_attn:
             query = torch.cat([query, query_pos], dim=-1)

@@ -52,7 +52,7 @@ class FrameInputs:
     images: Tensor          # [B, N_cam, 3, H, W] RGB normalised (x - mean) / std
     projection_mat: Tensor  # [B, N_cam, 4, 4] lidar -> pixels of the H x W network input
     image_wh: Tensor        # [B, N_cam, 2] (W, H)
-    timestamp: Tensor       # [B] float64 seconds (keep float64, pitfall P23)
+    timestamp: Tensor       # [B] float64 seconds (keep float64, docs/model-notes.md#numeric-precision)
     T_global: Tensor        # [B, 4, 4] float64 lidar -> global
     T_global_inv: Tensor    # [B, 4, 4] float64 global -> lidar
     command: Tensor         # [B] int64 index (0 right, 1 left, 2 straight) or [B, 3] one-hot
@@ -101,7 +101,8 @@ class FrameInputs:
                 raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
         for name in ("timestamp", "T_global", "T_global_inv"):
             if getattr(self, name).dtype != torch.float64:
-                raise ValueError(f"{name} must be float64 (pitfall P23), got {getattr(self, name).dtype}")
+                raise ValueError(f"{name} must be float64 (docs/model-notes.md#numeric-precision), "
+                                 f"got {getattr(self, name).dtype}")
         command_index(self.command, batch)
 
     def to(self, device: Union[str, torch.device], dtype: torch.dtype) -> "FrameInputs":
@@ -163,7 +164,7 @@ class SparseDriveOutput:
     raw: Optional[Dict[str, Tensor]] = None   # golden ``raw/...`` arrays when requested
 
     def golden_arrays(self, b: int = 0) -> Dict[str, np.ndarray]:
-        """Sample ``b`` as the golden README's ``post/...`` (+ ``raw/...`` if present) numpy arrays."""
+        """Sample ``b`` as the parity material's ``post/...`` (+ ``raw/...`` if present) numpy arrays."""
         return golden_arrays(self, b)
 
 
@@ -224,7 +225,7 @@ class SparseDrive(nn.Module):
         Args:
             inputs: the frame; float tensors are cast to the model's dtype and device here.
             state: from :meth:`new_state`; reset it (``state.reset()``) on a scene change or time jump.
-            return_raw: also return the per-layer head outputs with the golden README's ``raw/...`` names.
+            return_raw: also return the per-layer head outputs with the ``raw/...`` names of docs/parity.md#array-names.
         """
         param = self.img_backbone.conv1.weight
         inputs.validate(self.config.num_cams, self.config.image_hw)
@@ -271,7 +272,7 @@ class SparseDriveStream:
 
     ``step`` runs under ``torch.inference_mode``. ``max_time_gap`` (seconds, None = off) optionally resets the
     state when |dt| exceeds it or time goes backwards; the default (None) keeps the original's behaviour, in
-    which a gap > 2 s only masks the history inside the model (pitfall P8).
+    which a gap > 2 s only masks the history inside the model (docs/model-notes.md#temporal-rules).
     """
 
     def __init__(self, model: SparseDrive, max_time_gap: Optional[float] = None,
@@ -373,7 +374,7 @@ def _build_motion_plan_head(config: SparseDriveConfig) -> MotionPlanningHead:
 
 def default_det_anchor(num_anchor: int, radius: float = 55.0) -> Tensor:
     """Stand-in det anchors for a model built without a checkpoint: a seeded uniform disc of centres with the
-    k-means files' constant tail (ln size 1, sin 1, cos 0, velocity 0; spec §1.10)."""
+    k-means files' constant tail (ln size 1, sin 1, cos 0, velocity 0; docs/model-notes.md#anchors)."""
     gen = torch.Generator().manual_seed(0)
     r = radius * torch.rand(num_anchor, generator=gen).sqrt()
     theta = 2 * torch.pi * torch.rand(num_anchor, generator=gen)
@@ -395,7 +396,7 @@ def default_map_anchor(num_anchor: int, num_sample: int) -> Tensor:
 
 
 def raw_arrays(det: HeadOutput, map_out: HeadOutput, motion: Optional[MotionPlanOutput]) -> Dict[str, Tensor]:
-    """Head outputs under the golden README's ``raw/...`` names (batch dimension kept)."""
+    """Head outputs under the ``raw/...`` names of docs/parity.md#array-names (batch dimension kept)."""
     raw: Dict[str, Tensor] = {}
     for name, out in (("det", det), ("map", map_out)):
         for i, x in enumerate(out.classification):

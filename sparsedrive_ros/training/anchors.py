@@ -1,4 +1,5 @@
-"""k-means anchors from the training split's ground truth (the original's tools/kmeans scripts, spec §1.10).
+"""k-means anchors from the training split's ground truth (the original's tools/kmeans scripts,
+docs/model-notes.md#anchors).
 
 Four arrays, all in the lidar frame of each key frame (x right, y forward, z up, metres):
 

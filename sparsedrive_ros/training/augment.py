@@ -1,4 +1,4 @@
-"""Training augmentations of SparseDrive (spec §1.7, §3.2, §4.4, §4.5).
+"""Training augmentations of SparseDrive (docs/model-notes.md#training, #inputs-and-preprocessing, #backbone-and-neck).
 
 Image-space only: every geometric change of an image is folded into its lidar->image projection, so the 3-D
 ground truth never changes (BBoxRotation is configured with angle 0 in the original).
@@ -75,7 +75,8 @@ def test_image_aug(src_hw: tuple[int, int], cfg: AugConfig = AugConfig()) -> Ima
 
 
 def sample_image_aug(rng: np.random.Generator, src_hw: tuple[int, int], cfg: AugConfig = AugConfig()) -> ImageAug:
-    """Random resize, bottom crop at a random horizontal offset, flip and small rotation (spec §3.2)."""
+    """Random resize, bottom crop at a random horizontal offset, flip and small rotation
+    (docs/model-notes.md#inputs-and-preprocessing)."""
     base = max(cfg.final_hw[0] / src_hw[0], cfg.final_hw[1] / src_hw[1])
     resize = base * rng.uniform(*cfg.resize_rel_lim)
     bot_pct = rng.uniform(*cfg.bot_pct_lim)

@@ -1,4 +1,5 @@
-"""Training configurations: ``stage1`` and ``stage2`` (the original's, spec §1.8–1.9) and ``tiny`` (a reduced
+"""Training configurations: ``stage1`` and ``stage2`` (the original's, docs/model-notes.md#training, #configuration)
+and ``tiny`` (a reduced
 model for CPU tests and quick experiments). A recipe is a function returning a frozen :class:`TrainConfig`.
 """
 
@@ -62,7 +63,8 @@ class TrainConfig:
     # torchvision ResNet state dict (e.g. resnet50-19c8e357.pth, the original's ImageNet init) for img_backbone.
     backbone_weights: Optional[str] = None
     # Anchors before training: the files of a directory (tools/kmeans_anchors, or the original's data/kmeans/),
-    # else k-means on the training split's GT (spec §1.10), else (False) the model's stand-ins. Weights loaded
+    # else k-means on the training split's GT (docs/model-notes.md#anchors), else (False) the model's stand-ins.
+    # Weights loaded
     # with load_from or a resume replace them.
     anchors_dir: Optional[str] = None
     kmeans_anchors: bool = True

@@ -1,6 +1,7 @@
-"""SparseDrive's training objective: per-layer det and map losses, motion/planning, dense depth (spec §7.1).
+"""SparseDrive's training objective: per-layer det and map losses, motion/planning, dense depth
+(docs/training-losses.md).
 
-The network's raw outputs arrive as a flat mapping with the parity-case names (golden README §4), e.g.
+The network's raw outputs arrive as a flat mapping with the parity-case names (docs/parity.md#array-names), e.g.
 ``raw/det/classification/{d}`` [B, 900, 10], ``raw/det/prediction/{d}`` [B, 900, 11],
 ``raw/det/quality/{d}`` [B, 900, 2], ``raw/map/classification/{d}`` [B, 100, 3],
 ``raw/map/prediction/{d}`` [B, 100, 40], ``raw/motion/classification/0`` [B, 900, 6],

@@ -1,5 +1,5 @@
 """Training data on the nuScenes reader: per-frame samples with the original's augmentations and GT filters,
-streamed as time-ordered sub-sequences (spec §1.7, §7.2).
+streamed as time-ordered sub-sequences (docs/model-notes.md#training).
 
 Each of the B batch slots of a process streams one sub-sequence (a scene cut into ``sequences_split_num``
 parts) in time order with one augmentation draw, then moves on to another randomly drawn sub-sequence. The

@@ -1,4 +1,4 @@
-"""Run a model over a dataset split and compute SparseDrive's metrics (spec §8).
+"""Run a model over a dataset split and compute SparseDrive's metrics (docs/model-notes.md#evaluation).
 
 Each scene is streamed in time order through a fresh temporal state (batch 1, as the official evaluation).
 Detections and GT go to the global frame for the nuScenes detection protocol; map, motion and planning are

@@ -1,4 +1,5 @@
-"""Loss functions of SparseDrive (spec §4.17, §4.18, §4.28, §4.4, §7.1), mmdet reduction semantics.
+"""Loss functions of SparseDrive (docs/model-notes.md#backbone-and-neck; docs/training-losses.md), mmdet reduction
+semantics.
 
 mmdet's ``weight_reduce_loss``: with ``avg_factor`` the elementwise (weighted) loss is summed and divided by
 ``avg_factor + eps`` (eps = float32 machine epsilon); without it the loss is averaged over all elements.
@@ -31,7 +32,7 @@ __all__ = [
 
 _EPS = torch.finfo(torch.float32).eps
 
-# Box state slots (spec §2): x, y, z, ln l, ln w, ln h, sin, cos, vx, vy, vz.
+# Box state slots (docs/model-notes.md#box-encoding): x, y, z, ln l, ln w, ln h, sin, cos, vx, vy, vz.
 X, Y, Z, SIN_YAW, COS_YAW = 0, 1, 2, 6, 7
 CNS, YNS = 0, 1
 
@@ -174,7 +175,7 @@ def sparse_box3d_loss(
     cls_target: Tensor,  # [M]
     cfg: SparseBox3DLossConfig = SparseBox3DLossConfig(),
 ) -> dict[str, Tensor]:
-    """L1 box + centerness BCE + yawness Gaussian focal (spec §4.18); keys 'box', 'cns', 'yns'."""
+    """L1 box + centerness BCE + yawness Gaussian focal (docs/training-losses.md); keys 'box', 'cns', 'yns'."""
     box_target = flip_reversible_yaw(box, box_target, cls_target, cfg.cls_allow_reverse)
     out = {"box": l1_loss(box, box_target, weight, avg_factor, cfg.box_weight)}
     if quality is None:
@@ -190,7 +191,7 @@ def sparse_box3d_loss(
 
 
 def normalize_map_points(points: Tensor, roi_size: tuple[float, float] = (30.0, 60.0)) -> Tensor:
-    """[..., 2k] interleaved (x, y) metres in the lidar frame -> [0, 1] over the map ROI (spec §4.23)."""
+    """[..., 2k] interleaved (x, y) metres in the lidar frame -> [0, 1] over the map ROI (docs/training-losses.md)."""
     shape = points.shape
     pts = points.reshape(*shape[:-1], shape[-1] // 2, 2)
     origin = pts.new_tensor([roi_size[0] / 2, roi_size[1] / 2])
@@ -208,7 +209,7 @@ def sparse_line_loss(
     beta: float = 0.01,
     loss_weight: float = 10.0,
 ) -> Tensor:
-    """SparseLineLoss / LinesL1Loss (spec §4.28): smooth-L1 on normalised points, / avg_factor / points."""
+    """SparseLineLoss / LinesL1Loss (docs/training-losses.md): smooth-L1 on normalised points, / avg_factor / points."""
     if line.numel() == 0:
         return line.sum() * 0
     pred = normalize_map_points(line, roi_size)
@@ -223,7 +224,8 @@ def dense_depth_loss(
     max_depth: float = 60.0,
     loss_weight: float = 0.2,
 ) -> Tensor:
-    """DenseDepthNet.loss (spec §4.4): L1 on pixels with a lidar point, / (valid · levels) per level."""
+    """DenseDepthNet.loss (docs/model-notes.md#backbone-and-neck): L1 on pixels with a lidar point, / (valid ·
+    levels) per level."""
     if len(depth_preds) != len(gt_depths):
         raise ValueError(f"depth levels differ: {len(depth_preds)} predictions, {len(gt_depths)} targets")
     total = depth_preds[0].new_zeros((), dtype=torch.promote_types(depth_preds[0].dtype, torch.float32))

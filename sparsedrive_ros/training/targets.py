@@ -1,7 +1,7 @@
 """Training targets: Hungarian assignment for det and map, mode targets for motion and planning.
 
-Spec §4.16 (SparseBox3DTarget), §4.23–4.27 (map assigner and costs), §4.33 (MotionTarget), §4.34
-(PlanningTarget). Everything is in the LIDAR_TOP frame of the key frame. Denoising is disabled in SparseDrive,
+The original's SparseBox3DTarget, map assigner and costs, MotionTarget and PlanningTarget
+(docs/training-losses.md). Everything is in the LIDAR_TOP frame of the key frame. Denoising is disabled in SparseDrive,
 so only the plain assignment exists here.
 """
 
@@ -231,7 +231,7 @@ def lines_l1_cost(
     gt_lines: Tensor,  # [K, R, 2P] normalised orderings
     cfg: MapTargetConfig = MapTargetConfig(),
 ) -> tuple[Tensor, Tensor]:
-    """LinesL1Cost (spec §4.27) -> (cost [N, K], best ordering index [N, K])."""
+    """LinesL1Cost (docs/training-losses.md) -> (cost [N, K], best ordering index [N, K])."""
     num_gt, num_perm = gt_lines.shape[:2]
     flat = gt_lines.reshape(num_gt * num_perm, -1)
     dist = smooth_l1(lines[:, None] - flat[None], cfg.beta).sum(-1) / cfg.num_sample  # [N, K*R]
@@ -318,7 +318,7 @@ def motion_targets(
     gt_masks: Sequence[Tensor],  # B × [K, T]
     assignments: Sequence[Assignment],  # last det layer's matching
 ) -> MotionTargets:
-    """MotionTarget.sample (spec §4.33)."""
+    """MotionTarget.sample (docs/training-losses.md)."""
     bsz, num, _, steps, _ = reg_pred.shape
     reg_target = reg_pred.new_zeros(bsz, num, steps, 2)
     reg_weight = reg_pred.new_zeros(bsz, num, steps)
@@ -355,7 +355,7 @@ def planning_targets(
     command: Tensor,  # [B, C] one-hot (0 right, 1 left, 2 straight)
     num_commands: int = 3,
 ) -> PlanningTargets:
-    """PlanningTarget.sample (spec §4.34): the GT command picks its modes, the best mode by L2."""
+    """PlanningTarget.sample (docs/training-losses.md): the GT command picks its modes, the best mode by L2."""
     bsz = cls.shape[0]
     if command.shape != (bsz, num_commands):
         raise ValueError(f"command must be [{bsz}, {num_commands}] one-hot, got {tuple(command.shape)}")

@@ -93,11 +93,12 @@ def init_distributed(device: Optional[str] = None) -> DistEnv:
 
 
 def init_training_weights(model: SparseDrive) -> None:
-    """The original's init_weights (spec §4.7): xavier on >= 2-d parameters of the head's non-refine layers,
+    """The original's init_weights (docs/model-notes.md#decoder-stack): xavier on >= 2-d parameters of the head's
+    non-refine layers,
     class biases at logit(0.01), DFA weights_fc zero and output_proj xavier.
 
     Unlike the original, non-trainable parameters (the configured ``fix_scale`` key points) are left alone:
-    the original's xavier loop overwrote them by accident (pitfall P1).
+    the original's xavier loop overwrote them by accident (docs/model-notes.md#checkpoint-tensors).
     """
     for head in (model.head.det_head, model.head.map_head, model.head.motion_plan_head):
         if head is None:

@@ -1,1 +1,1 @@
-"""Evaluation metrics of SparseDrive (spec §8), numpy only."""
+"""Evaluation metrics of SparseDrive (docs/model-notes.md#evaluation), numpy only."""

@@ -1,4 +1,4 @@
-"""Vector-map AP by chamfer distance (spec §8, VectorEvaluate).
+"""Vector-map AP by chamfer distance (docs/model-notes.md#evaluation, VectorEvaluate).
 
 Polylines (lidar frame, metres) are resampled to 200 points equally spaced along their arc length; the
 chamfer distance is the mean of the two directed mean nearest-point distances. Per class, predictions over

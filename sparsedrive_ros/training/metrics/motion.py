@@ -1,4 +1,5 @@
-"""Motion forecasting metrics, UniAD protocol (spec §8): minADE, minFDE, MR, EPA for cars and pedestrians.
+"""Motion forecasting metrics, UniAD protocol (docs/model-notes.md#evaluation): minADE, minFDE, MR, EPA for cars and
+pedestrians.
 
 Predictions with score >= 0.2 are matched per class group (score order, nearest unmatched GT of the same
 sample, 2-D centre distance < 2 m). For each match the six predicted modes (absolute lidar-frame positions)

@@ -1,4 +1,4 @@
-"""Open-loop planning metrics (spec §8, planning_eval.py): L2 and collision rate at 1, 2, 3 s.
+"""Open-loop planning metrics (docs/model-notes.md#evaluation, planning_eval.py): L2 and collision rate at 1, 2, 3 s.
 
 Only samples whose 6 GT steps are all valid count. Per step: L2 between predicted and GT cumulative
 positions (lidar frame); collision of the ego box (4.084 × 1.85 m, yaw from the trajectory, centre moved
