@@ -72,10 +72,10 @@ def test_false_positives_lower_precision_and_range_filter():
     preds = [_as_pred(b, score=0.5) for b in gt] + [
         _as_pred(b, dx=10.0, score=0.9) for b in gt  # higher-scoring false positives
     ]
-    curve = D.accumulate(gt, preds, "car", 2.0)
+    curve = D.class_curve(gt, preds, "car", 2.0)
     assert curve.precision[-1] == pytest.approx(0.5)
     far = D.DetBox("s0", (60.0, 0, 0), (1, 1, 1), 0.0, (0, 0), "car", score=1.0, ego_dist=60.0)
-    assert D.filter_boxes([far], D.DetectionConfig(), is_gt=False) == []
+    assert D.keep_in_range([far], D.DetectionConfig(), is_gt=False) == []
 
 
 def test_detection_matches_nuscenes_devkit():
@@ -105,10 +105,10 @@ def test_detection_matches_nuscenes_devkit():
     for cls in D.DETECTION_CLASSES:
         for th in (0.5, 2.0):
             ref = algo.accumulate(gt_eb, pred_eb, cls, center_distance, th)
-            mine = D.accumulate(gt, preds, cls, th)
-            assert D.calc_ap(mine, 0.1, 0.1) == pytest.approx(algo.calc_ap(ref, 0.1, 0.1), abs=1e-6)
+            mine = D.class_curve(gt, preds, cls, th)
+            assert D.average_precision(mine, 0.1, 0.1) == pytest.approx(algo.calc_ap(ref, 0.1, 0.1), abs=1e-6)
             for m in ("trans_err", "orient_err", "scale_err", "vel_err"):
-                assert D.calc_tp(mine, 0.1, m) == pytest.approx(algo.calc_tp(ref, 0.1, m), abs=1e-6)
+                assert D.mean_tp_error(mine, m, 0.1) == pytest.approx(algo.calc_tp(ref, 0.1, m), abs=1e-6)
 
     # Whole-protocol aggregation: mAP, TP errors and NDS as the devkit's DetectionMetrics computes them.
     from nuscenes.eval.detection.config import config_factory

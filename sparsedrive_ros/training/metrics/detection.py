@@ -1,18 +1,30 @@
-"""nuScenes detection metrics (mAP, TP errors, NDS) following the "detection_cvpr_2019" protocol.
+"""nuScenes detection score (mAP, the five true-positive errors, NDS) of the "detection_cvpr_2019" protocol.
 
-Written from the protocol description: per class and distance threshold, predictions are sorted by score
-and greedily matched to the nearest unmatched GT of the same sample by 2-D centre distance (< threshold);
-precision is interpolated on 101 recall points; AP integrates precision above 10 % recall and 10 % precision;
-TP errors (translation, scale, orientation, velocity, attribute) use the 2 m matches, are cumulatively averaged
-along the score order and averaged over the recall range [0.1, max recall]. NDS = (5·mAP + Σ(1 − min(1, err))) / 10.
+The protocol, as implemented here (docs/model-notes.md#evaluation):
 
-Boxes are given in one common frame (the official evaluation uses the global frame); ``ego_dist`` is the 2-D
-distance from the ego vehicle used for the class range filter. Not reproduced: the bike-rack filter (needs the
-map) — pass already-filtered GT if it matters.
+1. Filtering: a box farther from the ego vehicle than its class range is dropped (GT and predictions); GT boxes
+   without any lidar or radar point are dropped. A sample may hold at most 500 predictions.
+2. Matching, per class and per centre-distance threshold (0.5, 1, 2, 4 m): predictions are visited from the
+   highest score down; each takes the nearest GT box of its sample (2-D centre distance) that no earlier
+   prediction took, and is a true positive when that distance is below the threshold.
+3. Curve: precision and the visited prediction's score are read at 101 evenly spaced recall values (0 beyond the
+   highest reached recall). Each TP error is the running mean over the true positives (in score order) and is
+   read at the same 101 points through the score.
+4. AP: mean over the recall points above 10 % of max(precision − 0.1, 0), rescaled by 1 / 0.9.
+   TP error: mean over the recall points from 10 % up to the highest reached recall, taken at the 2 m threshold
+   (1 when that range is empty). Orientation of barriers is compared modulo π; traffic cones have no
+   orientation, velocity or attribute error and barriers no velocity or attribute error (NaN, left out of
+   the means).
+5. mAP is the mean AP over classes and thresholds; NDS = (5 · mAP + Σ_metrics (1 − min(1, mean error))) / 10.
+
+Boxes are in one common frame (the official evaluation uses the global frame); ``ego_dist`` is the 2-D
+distance from the ego vehicle used by the range filter. Not included: the bike-rack filter (it needs the map).
+``test/test_metrics.py`` checks equality with the official devkit on random boxes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -21,18 +33,19 @@ import numpy as np
 from sparsedrive_ros.conventions import DETECTION_CLASSES
 
 __all__ = [
-    "DETECTION_CLASSES",
     "CLASS_RANGE",
-    "DetectionConfig",
+    "DETECTION_CLASSES",
+    "TP_METRICS",
     "DetBox",
-    "DetectionMetricCurve",
-    "center_distance",
-    "scale_iou",
-    "yaw_diff",
-    "accumulate",
-    "calc_ap",
-    "calc_tp",
+    "DetectionConfig",
+    "RecallCurve",
+    "average_precision",
+    "class_curve",
+    "curve_from_ranking",
     "evaluate_detection",
+    "keep_in_range",
+    "mean_tp_error",
+    "running_mean",
 ]
 
 CLASS_RANGE = {
@@ -40,6 +53,10 @@ CLASS_RANGE = {
     "pedestrian": 40.0, "motorcycle": 40.0, "bicycle": 40.0, "traffic_cone": 30.0, "barrier": 30.0,
 }
 TP_METRICS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
+RECALL_POINTS = 101
+
+# TP errors that a class does not define (NaN in the per-class table, skipped by the means).
+_UNDEFINED = {"traffic_cone": ("orient_err", "vel_err", "attr_err"), "barrier": ("vel_err", "attr_err")}
 
 
 @dataclass(frozen=True)
@@ -69,198 +86,181 @@ class DetBox:
     num_pts: int = -1  # GT: lidar + radar points; boxes with 0 are ignored
 
 
-def center_distance(a: DetBox, b: DetBox) -> float:
-    return float(np.hypot(a.translation[0] - b.translation[0], a.translation[1] - b.translation[1]))
-
-
-def velocity_l2(a: DetBox, b: DetBox) -> float:
-    return float(np.linalg.norm(np.asarray(a.velocity, float) - np.asarray(b.velocity, float)))
-
-
-def angle_diff(x: float, y: float, period: float) -> float:
-    diff = (x - y + period / 2) % period - period / 2
-    if diff > np.pi:
-        diff = diff - 2 * np.pi
-    return diff
-
-
-def yaw_diff(gt: DetBox, pred: DetBox, period: float = 2 * np.pi) -> float:
-    return abs(angle_diff(gt.yaw, pred.yaw, period))
-
-
-def scale_iou(a: DetBox, b: DetBox) -> float:
-    """IoU of the two boxes after aligning centres and headings (sizes only)."""
-    sa, sb = np.asarray(a.size, float), np.asarray(b.size, float)
-    if (sa <= 0).any() or (sb <= 0).any():
-        raise ValueError(f"box sizes must be positive, got {a.size} and {b.size}")
-    inter = float(np.prod(np.minimum(sa, sb)))
-    return inter / (float(np.prod(sa)) + float(np.prod(sb)) - inter)
-
-
-def attr_acc(gt: DetBox, pred: DetBox) -> float:
-    return float("nan") if gt.attribute == "" else float(gt.attribute == pred.attribute)
-
-
-def cummean(x: np.ndarray) -> np.ndarray:
-    """Cumulative mean ignoring NaN; 0 where nothing valid yet; all ones when every value is NaN
-    (e.g. attribute error without GT attributes: the metric then counts as maximal error)."""
-    if np.isnan(x).all():
-        return np.ones(len(x))
-    sums = np.nancumsum(x.astype(float))
-    counts = np.cumsum(~np.isnan(x))
-    return np.divide(sums, counts, out=np.zeros_like(sums), where=counts != 0)
-
-
 @dataclass
-class DetectionMetricCurve:
-    """Per (class, threshold) data on the 101-point recall grid."""
+class RecallCurve:
+    """Precision, score and TP errors of one class at one threshold, sampled at ``RECALL_POINTS`` recalls."""
 
-    recall: np.ndarray
-    precision: np.ndarray
-    confidence: np.ndarray
-    errors: dict[str, np.ndarray]
+    recall: np.ndarray     # [R] 0 ... 1
+    precision: np.ndarray  # [R]
+    score: np.ndarray      # [R] score of the prediction that reached this recall; 0 beyond the last one
+    errors: dict[str, np.ndarray]  # metric -> [R]
 
     @classmethod
-    def no_predictions(cls, nelem: int = 101) -> "DetectionMetricCurve":
-        return cls(
-            np.linspace(0, 1, nelem), np.zeros(nelem), np.zeros(nelem), {k: np.ones(nelem) for k in TP_METRICS}
-        )
+    def empty(cls, metrics: Sequence[str] = TP_METRICS) -> "RecallCurve":
+        """No true positive at all: zero precision, and every error at its maximum 1."""
+        grid = np.linspace(0.0, 1.0, RECALL_POINTS)
+        return cls(grid, np.zeros(RECALL_POINTS), np.zeros(RECALL_POINTS),
+                   {m: np.ones(RECALL_POINTS) for m in metrics})
 
-    @property
-    def max_recall_ind(self) -> int:
-        nonzero = np.nonzero(self.confidence)[0]
-        return int(nonzero[-1]) if len(nonzero) else 0
-
-
-def _group(boxes: Sequence[DetBox]) -> dict[str, list[DetBox]]:
-    out: dict[str, list[DetBox]] = {}
-    for box in boxes:
-        out.setdefault(box.sample_token, []).append(box)
-    return out
+    def last_reached(self) -> int:
+        """Index of the highest recall point that a prediction reached (0 if none)."""
+        reached = np.flatnonzero(self.score)
+        return int(reached[-1]) if reached.size else 0
 
 
-def accumulate(
-    gt_boxes: Sequence[DetBox], pred_boxes: Sequence[DetBox], class_name: str, dist_th: float, nelem: int = 101
-) -> DetectionMetricCurve:
-    """Greedy score-ordered matching of one class at one centre-distance threshold."""
-    gts = [b for b in gt_boxes if b.name == class_name]
-    npos = len(gts)
-    if npos == 0:
-        return DetectionMetricCurve.no_predictions(nelem)
+# ------------------------------------------------------------------------------------------------- errors
+
+
+def running_mean(values: np.ndarray) -> np.ndarray:
+    """Mean of ``values[:k + 1]`` for every k, NaN entries skipped (0 before the first valid one). All-NaN input
+    (e.g. attributes without GT attributes) gives ones: the error then counts as maximal."""
+    values = np.asarray(values, dtype=np.float64)
+    valid = ~np.isnan(values)
+    if not valid.any():
+        return np.ones(values.shape)
+    totals = np.cumsum(np.where(valid, values, 0.0))
+    counts = np.cumsum(valid)
+    return np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0)
+
+
+def _heading_error(gt_yaw: float, pred_yaw: float, period: float) -> float:
+    """|gt − pred| folded into [0, π] for orientations that repeat every ``period`` (2π, or π for barriers)."""
+    delta = math.fmod(gt_yaw - pred_yaw + period / 2, period)
+    delta = (delta + period if delta < 0 else delta) - period / 2
+    if delta > math.pi:
+        delta -= 2 * math.pi
+    return abs(delta)
+
+
+def _aligned_iou(size_a: Sequence[float], size_b: Sequence[float]) -> float:
+    """3-D IoU of two boxes with the same centre and heading (so only the sizes matter)."""
+    a, b = np.asarray(size_a, np.float64), np.asarray(size_b, np.float64)
+    if np.any(a <= 0) or np.any(b <= 0):
+        raise ValueError(f"box sizes must be positive, got {tuple(size_a)} and {tuple(size_b)}")
+    common = float(np.prod(np.minimum(a, b)))
+    return common / (float(np.prod(a)) + float(np.prod(b)) - common)
+
+
+def _pair_errors(gt: DetBox, pred: DetBox, period: float) -> tuple[float, ...]:
+    """The five TP errors of one matched pair, in TP_METRICS order."""
+    dx, dy = gt.translation[0] - pred.translation[0], gt.translation[1] - pred.translation[1]
+    dvx, dvy = gt.velocity[0] - pred.velocity[0], gt.velocity[1] - pred.velocity[1]
+    attr = math.nan if gt.attribute == "" else float(gt.attribute != pred.attribute)
+    return (math.hypot(dx, dy), 1.0 - _aligned_iou(gt.size, pred.size), _heading_error(gt.yaw, pred.yaw, period),
+            math.hypot(dvx, dvy), attr)
+
+
+# ------------------------------------------------------------------------------------------------- curves
+
+
+def curve_from_ranking(is_tp: np.ndarray, scores: np.ndarray, num_gt: int,
+                       tp_errors: dict[str, np.ndarray]) -> RecallCurve:
+    """Sample the curve of a ranking: ``is_tp`` / ``scores`` [N] for the visited predictions in descending score
+    order, ``tp_errors`` metric -> [#TP] errors of the true positives in the same order."""
+    is_tp = np.asarray(is_tp, bool)
+    if num_gt == 0 or not is_tp.any():
+        return RecallCurve.empty(tuple(tp_errors) or TP_METRICS)
+    scores = np.asarray(scores, np.float64)
+    hits = np.cumsum(is_tp).astype(np.float64)
+    grid = np.linspace(0.0, 1.0, RECALL_POINTS)
+    recall = hits / float(num_gt)
+    precision = np.interp(grid, recall, hits / np.arange(1, len(is_tp) + 1), right=0)
+    score_at = np.interp(grid, recall, scores, right=0)
+    # np.interp wants increasing x: walk the (descending) scores backwards.
+    tp_scores = scores[is_tp][::-1]
+    errors = {m: np.interp(score_at[::-1], tp_scores, running_mean(v)[::-1])[::-1] for m, v in tp_errors.items()}
+    return RecallCurve(grid, precision, score_at, errors)
+
+
+def class_curve(gt_boxes: Sequence[DetBox], pred_boxes: Sequence[DetBox], class_name: str,
+                threshold: float) -> RecallCurve:
+    """Greedy matching of one class at one centre-distance threshold (protocol steps 2-3)."""
+    centres: dict[str, np.ndarray] = {}
+    gt_of_sample: dict[str, list[DetBox]] = {}
+    for box in gt_boxes:
+        if box.name == class_name:
+            gt_of_sample.setdefault(box.sample_token, []).append(box)
+    num_gt = sum(len(v) for v in gt_of_sample.values())
+    for token, boxes in gt_of_sample.items():
+        centres[token] = np.array([b.translation[:2] for b in boxes], np.float64)
+    free = {token: np.ones(len(boxes), bool) for token, boxes in gt_of_sample.items()}
+
     preds = [b for b in pred_boxes if b.name == class_name]
-    # Descending score; ties keep the later box first, as a reversed ascending (score, index) sort does.
-    order = [i for _, i in sorted((p.score, i) for i, p in enumerate(preds))][::-1]
-    gt_by_sample = _group(gts)
-    taken: set[tuple[str, int]] = set()
-    tp, fp, conf = [], [], []
-    match: dict[str, list[float]] = {k: [] for k in TP_METRICS + ("conf",)}
-    period = np.pi if class_name == "barrier" else 2 * np.pi
-    for i in order:
-        pred = preds[i]
-        best_dist, best_idx = np.inf, -1
-        for j, gt in enumerate(gt_by_sample.get(pred.sample_token, [])):
-            if (pred.sample_token, j) in taken:
-                continue
-            dist = center_distance(gt, pred)
-            if dist < best_dist:
-                best_dist, best_idx = dist, j
-        is_match = best_dist < dist_th
-        tp.append(int(is_match))
-        fp.append(int(not is_match))
-        conf.append(pred.score)
-        if is_match:
-            taken.add((pred.sample_token, best_idx))
-            gt = gt_by_sample[pred.sample_token][best_idx]
-            match["trans_err"].append(center_distance(gt, pred))
-            match["vel_err"].append(velocity_l2(gt, pred))
-            match["scale_err"].append(1 - scale_iou(gt, pred))
-            match["orient_err"].append(yaw_diff(gt, pred, period))
-            match["attr_err"].append(1 - attr_acc(gt, pred))
-            match["conf"].append(pred.score)
-    if len(match["trans_err"]) == 0:
-        return DetectionMetricCurve.no_predictions(nelem)
-    tp_c = np.cumsum(tp).astype(float)
-    fp_c = np.cumsum(fp).astype(float)
-    prec = tp_c / (fp_c + tp_c)
-    rec = tp_c / float(npos)
-    rec_interp = np.linspace(0, 1, nelem)
-    prec = np.interp(rec_interp, rec, prec, right=0)
-    conf_i = np.interp(rec_interp, rec, np.asarray(conf, float), right=0)
-    match_conf = np.asarray(match["conf"], float)
-    errors = {}
-    for key in TP_METRICS:
-        tmp = cummean(np.asarray(match[key], float))
-        errors[key] = np.interp(conf_i[::-1], match_conf[::-1], tmp[::-1])[::-1]
-    return DetectionMetricCurve(rec_interp, prec, conf_i, errors)
+    # Descending score; equal scores are visited last-given first (the reference's tie order).
+    visit = np.argsort(np.array([p.score for p in preds], np.float64), kind="stable")[::-1]
+    period = math.pi if class_name == "barrier" else 2 * math.pi
+    is_tp = np.zeros(len(preds), bool)
+    found: list[tuple[float, ...]] = []
+    for rank, index in enumerate(visit):
+        pred = preds[index]
+        if pred.sample_token not in centres:
+            continue
+        dist = np.hypot(*(centres[pred.sample_token] - np.asarray(pred.translation[:2], np.float64)).T)
+        dist[~free[pred.sample_token]] = np.inf
+        nearest = int(np.argmin(dist))
+        if dist[nearest] < threshold:
+            free[pred.sample_token][nearest] = False
+            is_tp[rank] = True
+            found.append(_pair_errors(gt_of_sample[pred.sample_token][nearest], pred, period))
+    errors = np.array(found, np.float64).reshape(-1, len(TP_METRICS))
+    scores = np.array([preds[i].score for i in visit], np.float64)
+    return curve_from_ranking(is_tp, scores, num_gt, {m: errors[:, k] for k, m in enumerate(TP_METRICS)})
 
 
-def calc_ap(curve: DetectionMetricCurve, min_recall: float, min_precision: float) -> float:
-    prec = np.copy(curve.precision)[round(100 * min_recall) + 1:]
-    prec = np.clip(prec - min_precision, 0.0, None)
-    return float(np.mean(prec)) / (1.0 - min_precision)
+def average_precision(curve: RecallCurve, min_recall: float = 0.1, min_precision: float = 0.1) -> float:
+    above = curve.precision[round(100 * min_recall) + 1:]
+    return float(np.mean(np.maximum(above - min_precision, 0.0))) / (1.0 - min_precision)
 
 
-def calc_tp(curve: DetectionMetricCurve, min_recall: float, metric: str) -> float:
-    first = round(100 * min_recall) + 1
-    last = curve.max_recall_ind
-    if last < first:
-        return 1.0
-    return float(np.mean(curve.errors[metric][first:last + 1]))
+def mean_tp_error(curve: RecallCurve, metric: str, min_recall: float = 0.1) -> float:
+    first, last = round(100 * min_recall) + 1, curve.last_reached()
+    return 1.0 if last < first else float(np.mean(curve.errors[metric][first:last + 1]))
 
 
-def filter_boxes(boxes: Sequence[DetBox], cfg: DetectionConfig, is_gt: bool) -> list[DetBox]:
-    """Class range filter on ego distance; GT without lidar/radar points is dropped."""
-    out = []
+# ------------------------------------------------------------------------------------------------ protocol
+
+
+def keep_in_range(boxes: Sequence[DetBox], cfg: DetectionConfig, is_gt: bool) -> list[DetBox]:
+    """Protocol step 1: class range on the ego distance; GT boxes without points are dropped."""
+    kept = []
     for box in boxes:
-        if box.name not in cfg.class_range:
+        limit = cfg.class_range.get(box.name)
+        if limit is None:
             raise ValueError(f"unknown detection class {box.name!r}")
-        if box.ego_dist > cfg.class_range[box.name]:
-            continue
-        if is_gt and box.num_pts == 0:
-            continue
-        out.append(box)
-    return out
+        if box.ego_dist <= limit and not (is_gt and box.num_pts == 0):
+            kept.append(box)
+    return kept
 
 
-def _cap_per_sample(preds: Sequence[DetBox], cap: int) -> None:
-    for token, boxes in _group(preds).items():
-        if len(boxes) > cap:
-            raise ValueError(f"sample {token!r} has {len(boxes)} predictions, more than {cap}")
-
-
-def evaluate_detection(
-    gt_boxes: Sequence[DetBox], pred_boxes: Sequence[DetBox], cfg: Optional[DetectionConfig] = None
-) -> dict:
+def evaluate_detection(gt_boxes: Sequence[DetBox], pred_boxes: Sequence[DetBox],
+                       cfg: Optional[DetectionConfig] = None) -> dict:
     """mAP, per-class AP, TP errors and NDS. Returns a JSON-able dict."""
     cfg = cfg or DetectionConfig()
-    _cap_per_sample(pred_boxes, cfg.max_boxes_per_sample)
-    gts = filter_boxes(gt_boxes, cfg, True)
-    preds = filter_boxes(pred_boxes, cfg, False)
-    classes = list(cfg.class_range)
-    label_aps: dict[str, dict[float, float]] = {}
+    per_sample: dict[str, int] = {}
+    for box in pred_boxes:
+        per_sample[box.sample_token] = per_sample.get(box.sample_token, 0) + 1
+    crowded = {t: n for t, n in per_sample.items() if n > cfg.max_boxes_per_sample}
+    if crowded:
+        token, count = next(iter(crowded.items()))
+        raise ValueError(f"sample {token!r} has {count} predictions, more than {cfg.max_boxes_per_sample}")
+    gts, preds = keep_in_range(gt_boxes, cfg, True), keep_in_range(pred_boxes, cfg, False)
+
+    label_aps: dict[str, dict[str, float]] = {}
     label_tp: dict[str, dict[str, float]] = {}
-    for cls in classes:
-        curves = {th: accumulate(gts, preds, cls, th) for th in cfg.dist_ths}
-        label_aps[cls] = {th: calc_ap(c, cfg.min_recall, cfg.min_precision) for th, c in curves.items()}
-        tp_curve = curves[cfg.dist_th_tp] if cfg.dist_th_tp in curves else accumulate(gts, preds, cls, cfg.dist_th_tp)
-        label_tp[cls] = {}
-        for metric in TP_METRICS:
-            undefined = (cls == "traffic_cone" and metric in ("attr_err", "vel_err", "orient_err")) or (
-                cls == "barrier" and metric in ("attr_err", "vel_err")
-            )
-            label_tp[cls][metric] = float("nan") if undefined else calc_tp(tp_curve, cfg.min_recall, metric)
-    mean_ap = float(np.mean([np.mean(list(v.values())) for v in label_aps.values()]))
-    tp_errors = {m: float(np.nanmean([label_tp[c][m] for c in classes])) for m in TP_METRICS}
-    tp_scores = {m: max(0.0, 1.0 - tp_errors[m]) for m in TP_METRICS}
-    nds = (cfg.mean_ap_weight * mean_ap + sum(tp_scores.values())) / (cfg.mean_ap_weight + len(tp_scores))
+    for name in cfg.class_range:
+        curves = {th: class_curve(gts, preds, name, th) for th in set(cfg.dist_ths) | {cfg.dist_th_tp}}
+        label_aps[name] = {str(th): average_precision(curves[th], cfg.min_recall, cfg.min_precision)
+                           for th in cfg.dist_ths}
+        label_tp[name] = {m: math.nan if m in _UNDEFINED.get(name, ()) else
+                          mean_tp_error(curves[cfg.dist_th_tp], m, cfg.min_recall) for m in TP_METRICS}
+
+    mean_ap = float(np.mean([list(aps.values()) for aps in label_aps.values()]))
+    mean_err = {m: float(np.nanmean([label_tp[c][m] for c in label_tp])) for m in TP_METRICS}
+    tp_score = sum(1.0 - min(1.0, e) for e in mean_err.values())
+    nds = (cfg.mean_ap_weight * mean_ap + tp_score) / (cfg.mean_ap_weight + len(TP_METRICS))
     return {
-        "mAP": mean_ap,
-        "NDS": float(nds),
-        "mATE": tp_errors["trans_err"],
-        "mASE": tp_errors["scale_err"],
-        "mAOE": tp_errors["orient_err"],
-        "mAVE": tp_errors["vel_err"],
-        "mAAE": tp_errors["attr_err"],
-        "label_aps": {c: {str(k): v for k, v in d.items()} for c, d in label_aps.items()},
-        "label_tp_errors": label_tp,
+        "mAP": mean_ap, "NDS": float(nds),
+        "mATE": mean_err["trans_err"], "mASE": mean_err["scale_err"], "mAOE": mean_err["orient_err"],
+        "mAVE": mean_err["vel_err"], "mAAE": mean_err["attr_err"],
+        "label_aps": label_aps, "label_tp_errors": label_tp,
     }

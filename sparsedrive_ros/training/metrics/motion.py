@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sparsedrive_ros.training.metrics.detection import DetectionMetricCurve, calc_tp, cummean
+from sparsedrive_ros.training.metrics.detection import curve_from_ranking, mean_tp_error
 
 __all__ = ["MOTION_GROUPS", "MotionSample", "evaluate_motion"]
 
@@ -78,14 +78,9 @@ def _evaluate_group(
     if num_gt == 0 or not match_conf:
         out.update({k: 1.0 for k in _METRICS} if num_gt else {k: float("nan") for k in _METRICS})
         return out
-    rec = np.cumsum(tp) / num_gt
-    grid = np.linspace(0, 1, 101)
-    conf_i = np.interp(grid, rec, np.asarray(conf), right=0)
-    mc = np.asarray(match_conf)
-    curve = DetectionMetricCurve(grid, np.zeros(101), conf_i, {
-        k: np.interp(conf_i[::-1], mc[::-1], cummean(np.asarray(v))[::-1])[::-1] for k, v in errors.items()
-    })
-    out.update({k: calc_tp(curve, 0.1, k) for k in _METRICS})
+    curve = curve_from_ranking(np.asarray(tp, bool), np.asarray(conf), num_gt,
+                               {k: np.asarray(v, np.float64) for k, v in errors.items()})
+    out.update({k: mean_tp_error(curve, k, 0.1) for k in _METRICS})
     return out
 
 
