@@ -2,8 +2,10 @@
 import io
 import json
 import os
+import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -50,10 +52,29 @@ def fake_rviz(tmp_path, monkeypatch):
     return exe
 
 
-def test_real_launch_is_not_mistaken_for_the_repo_dir_or_pypi_launch():
-    # The repository's launch/ directory is importable as a namespace package from the repo root; it has no
-    # LaunchDescription, and neither has PyPI's unrelated `launch` 0.1.3.
-    assert real_launch_available() is False
+def test_real_launch_is_not_mistaken_for_the_repo_dir_or_pypi_launch(monkeypatch):
+    # From the repository root, `import launch` can find the launch/ directory as a namespace package; PyPI has an
+    # unrelated `launch` 0.1.3. Neither has a LaunchDescription, so neither counts as ROS 2 launch.
+    repo_dir = types.ModuleType("launch")
+    repo_dir.__path__ = [str(LAUNCH)]
+    pypi_launch = types.ModuleType("launch")
+    launch_ros = types.ModuleType("launch_ros")
+    launch_ros.actions = types.ModuleType("launch_ros.actions")
+    monkeypatch.setitem(sys.modules, "launch_ros", launch_ros)
+    monkeypatch.setitem(sys.modules, "launch_ros.actions", launch_ros.actions)
+    for impostor in (repo_dir, pypi_launch):
+        monkeypatch.setitem(sys.modules, "launch", impostor)
+        assert real_launch_available() is False
+
+
+def test_real_launch_detection_matches_this_installation(tmp_path):
+    # True on a ROS 2 install with launch and launch_ros, False with the PyPI wheels: ask a clean interpreter
+    # outside the repository root.
+    probe = ("import launch, launch_ros.actions; "
+             "print(hasattr(launch, 'LaunchService') and hasattr(launch_ros.actions, 'Node'))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    installed = result.returncode == 0 and result.stdout.strip() == "True"
+    assert real_launch_available() is installed
 
 
 def test_stand_ins_do_not_leak_out_of_the_runner():
