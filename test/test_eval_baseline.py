@@ -19,3 +19,14 @@ def test_last_displacement_is_expressed_in_the_current_lidar_frame():
     gts = {"a": (None, pose(10, 20, yaw)), "b": (None, pose(*(np.array([10, 20]) + 5 * forward), yaw))}
     np.testing.assert_allclose(_last_displacement(["a", "b"], 1, gts), [0.0, 5.0], atol=1e-12)
     np.testing.assert_allclose(_last_displacement(["a", "b"], 0, gts), [0.0, 0.0])
+
+
+def test_first_frame_baseline_uses_the_can_bus_velocity():
+    # A scene's first key frame has no past key frame: the baseline must use the ego velocity the model also
+    # receives (CAN bus, ego frame: x forward), not a zero displacement. nuScenes' LIDAR_TOP is turned -90 deg
+    # about z against base_link (lidar +y = ego +x), so 7 m/s forward is (0, 3.5) m per 0.5 s in the lidar frame.
+    lidar_to_ego = pose(0.94, 0.0, -np.pi / 2)
+    ego_status = np.zeros(10)
+    ego_status[6:9] = [7.0, 0.0, 0.0]
+    gts = {"a": (None, pose(10, 20, 0.3))}
+    np.testing.assert_allclose(_last_displacement(["a"], 0, gts, ego_status, lidar_to_ego), [0.0, 3.5], atol=1e-12)

@@ -199,11 +199,19 @@ def _future_boxes(nusc: NuScenes, tokens: Sequence[str], index: int, gts: dict, 
     return out
 
 
-def _last_displacement(tokens: Sequence[str], index: int, gts: dict) -> np.ndarray:
-    """[2] how far the lidar origin moved over the last key-frame interval, in the current lidar frame (zero on a
-    scene's first frame: no past is known there)."""
+def _last_displacement(tokens: Sequence[str], index: int, gts: dict, ego_status: Optional[np.ndarray] = None,
+                       lidar_to_ego: Optional[np.ndarray] = None, interval_s: float = 0.5) -> np.ndarray:
+    """[2] how far the lidar origin moved over the last key-frame interval, in the current lidar frame.
+
+    On a scene's first frame there is no past key frame; the baseline then takes the CAN-bus ego velocity
+    (``ego_status[6:9]``, base_link axes, m/s) that the model also receives, rotated into the lidar frame and
+    times the interval. Without it (no CAN bus) the displacement is zero.
+    """
     if index == 0:
-        return np.zeros(2)
+        if ego_status is None or lidar_to_ego is None:
+            return np.zeros(2)
+        velocity_lidar = lidar_to_ego[:3, :3].T @ np.asarray(ego_status[6:9], dtype=np.float64)
+        return velocity_lidar[:2] * interval_s
     prev_in_now = np.linalg.inv(gts[tokens[index]][1]) @ gts[tokens[index - 1]][1][:, 3]  # previous origin
     return -prev_in_now[:2]
 
@@ -249,7 +257,8 @@ def evaluate_model(model: SparseDrive, nusc: NuScenes, scene_names: Sequence[str
             if out.planning is not None:
                 acc.add_motion(gt, out)
                 acc.add_planning(gt, out, _future_boxes(nusc, tokens, i, gts))
-                acc.add_constant_velocity(gt, _last_displacement(tokens, i, gts), _future_boxes(nusc, tokens, i, gts))
+                cv = _last_displacement(tokens, i, gts, inputs.ego_status, inputs.lidar_to_ego)
+                acc.add_constant_velocity(gt, cv, _future_boxes(nusc, tokens, i, gts))
             frames += 1
     res = acc.results()
     res["num_frames"] = frames
