@@ -32,21 +32,24 @@ def _tf(parent: str, child: str, stamp_ns: int, translation, quat_wxyz) -> Trans
 
 
 class FakeRig:
-    def __init__(self, node: Node, speed: float = 5.0, seed: int = 0):
+    def __init__(self, node: Node, speed: float = 5.0, seed: int = 0, prefix: str = "", camera_tf: bool = True):
+        """`prefix`: namespace of the camera topics; `camera_tf`: publish base_link -> camera static transforms."""
         self.node, self.speed = node, speed
         latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_tf = node.create_publisher(TFMessage, "/tf", 100)
         self.pub_static = node.create_publisher(TFMessage, "/tf_static", latched)
-        self.pub_img = {c: node.create_publisher(CompressedImage, f"/{c}/image_rect_compressed", 10) for c in CAMERAS}
-        self.pub_info = {c: node.create_publisher(CameraInfo, f"/{c}/camera_info", 10) for c in CAMERAS}
+        self.pub_img = {c: node.create_publisher(CompressedImage, f"{prefix}/{c}/image_rect_compressed", 10)
+                        for c in CAMERAS}
+        self.pub_info = {c: node.create_publisher(CameraInfo, f"{prefix}/{c}/camera_info", 10) for c in CAMERAS}
         rng = np.random.default_rng(seed)
         self.jpeg = {}
         for c in CAMERAS:
             small = rng.integers(0, 255, (45, 80, 3), dtype=np.uint8)
             image = cv2.resize(small, (1600, 900), interpolation=cv2.INTER_LINEAR)
             self.jpeg[c] = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-        static = [_tf("base_link", c, 0, CAMERA_CALIBRATION[c][0], CAMERA_CALIBRATION[c][1]) for c in CAMERAS]
+        static = [_tf("base_link", c, 0, CAMERA_CALIBRATION[c][0], CAMERA_CALIBRATION[c][1])
+                  for c in CAMERAS if camera_tf]
         static.append(_tf("base_link", "LIDAR_TOP", 0, *LIDAR_CALIBRATION))
         self.pub_static.publish(TFMessage(transforms=static))
 
@@ -63,7 +66,7 @@ class FakeRig:
         return _tf("map", "base_link", stamp_ns, (x, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0))
 
     def publish_cycle(self, anchor_ns: int, skip=(), corrupt=(), image_bytes: dict | None = None,
-                      tf: bool = True) -> None:
+                      tf: bool = True, camera_info: bool = True) -> None:
         """One 12 Hz camera cycle around `anchor_ns` (CAM_FRONT's stamp)."""
         stamps = {c: anchor_ns + int(OFFSETS_MS[c] * 1e6) for c in CAMERAS}
         if tf:
@@ -72,7 +75,8 @@ class FakeRig:
         for c in sorted(CAMERAS, key=stamps.get):
             if c in skip:
                 continue
-            self.pub_info[c].publish(self.camera_info(c, stamps[c]))
+            if camera_info:
+                self.pub_info[c].publish(self.camera_info(c, stamps[c]))
             msg = CompressedImage(format="jpeg")
             msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamps[c]), c
             data = (image_bytes or {}).get(c, self.jpeg[c])

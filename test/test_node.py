@@ -10,15 +10,14 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed: run `make setup`")
 import torch  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from fake_rig import FakeRig  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-
-from fake_rig import FakeRig  # noqa: E402
 from ros_helpers import RosContext  # noqa: E402
+
 from sparsedrive_ros.model.sparsedrive import build_sparsedrive, stage_config  # noqa: E402
-from sparsedrive_ros.msg import (Detection3DArray, EgoPlan, FrameInfo, MapElementArray,  # noqa: E402
-                                 MotionForecastArray)
-from sparsedrive_ros.ros.sparsedrive_node import NodeParams, PARAMETERS, SparseDriveNode, build_pipeline  # noqa: E402
+from sparsedrive_ros.msg import Detection3DArray, EgoPlan, FrameInfo, MapElementArray, MotionForecastArray  # noqa: E402
+from sparsedrive_ros.ros.sparsedrive_node import PARAMETERS, NodeParams, SparseDriveNode, StartupError, build_pipeline  # noqa: E402
 from sparsedrive_ros.runtime.pipeline import SparseDrivePipeline  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -37,7 +36,8 @@ class Harness:
         self.model = small_model()
         self.weights = copy.deepcopy(self.model.state_dict())
         overrides = {"min_frame_interval": 0.0, "score_threshold": 0.0, "map_score_threshold": 0.0,
-                     "max_camera_time_diff": 0.06, "tf_timeout": 0.3, **params}
+                     "max_camera_time_diff": 0.06, "tf_timeout": 0.3,
+                     "diag_window": 600.0, **params}  # the window covers the whole (slow) test
         self.node = SparseDriveNode(pipeline=SparseDrivePipeline(self.model), context=ctx,
                                     parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
         self.requests = []
@@ -65,8 +65,10 @@ class Harness:
         self.rig.publish_cycle(anchor_ns, **kwargs)
         # The node decides a frame when the next anchor arrives or every camera passed the anchor stamp.
         if expect_frames is not None:
-            assert self.spin_until(lambda: len(self.got["frame_info"]) >= expect_frames, timeout), \
-                f"{len(self.got['frame_info'])} frames, counters {dict(self.node.counters)} {dict(self.node.sync.counters)}"
+            assert self.spin_until(lambda: len(self.got["frame_info"]) >= expect_frames, timeout), (
+                f"{len(self.got['frame_info'])} frames, "
+                f"counters {dict(self.node.counters)} {dict(self.node.sync.counters)}"
+            )
         else:
             self.spin_until(lambda: False, 1.0)
 
@@ -178,8 +180,8 @@ def harness_mask():
 def test_mismatching_checkpoint_is_a_clear_error_at_start(tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"state_dict": {"img_backbone.conv1.weight": torch.zeros(3)}, "meta": {}}, bad)
-    params = NodeParams(**{k: v for k, (v, _) in PARAMETERS.items()} | {"checkpoint": str(bad)})
-    with pytest.raises(ValueError) as err:
+    params = NodeParams(**{k: v.default for k, v in PARAMETERS.items()} | {"checkpoint": str(bad)})
+    with pytest.raises(StartupError) as err:
         build_pipeline(params, __import__("logging").getLogger("test"))
     text = str(err.value)
     assert "missing" in text and "img_backbone.conv1.weight" in text

@@ -38,6 +38,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "bag": ("", "rosbag2 directory (MCAP or SQLite3)"),
     "rate": (1.0, "playback speed factor, 1.0 = recorded speed"),
     "loop": (False, "start again at the end (bag time and /clock jump backwards)"),
+    "passes": (0, "with loop: stop after this many passes through the bag (0 = loop forever)"),
     "topics": ([""], "topics to play; [''] = all"),
     "publish_clock": (True, "publish /clock with the bag time"),
     "clock_hz": (40.0, "/clock rate between messages"),
@@ -64,6 +65,7 @@ class PlayerSettings:
     bag: Path
     rate: float
     loop: bool
+    passes: int
     topics: tuple[str, ...]
     publish_clock: bool
     clock_hz: float
@@ -78,7 +80,7 @@ class PlayerSettings:
             raise ValueError(f"bag must be a rosbag2 directory with metadata.yaml, got {v['bag']!r}")
         if not v["rate"] > 0:
             raise ValueError(f"rate must be > 0, got {v['rate']}")
-        return cls(bag, float(v["rate"]), bool(v["loop"]), tuple(t for t in v["topics"] if t),
+        return cls(bag, float(v["rate"]), bool(v["loop"]), int(v["passes"]), tuple(t for t in v["topics"] if t),
                    bool(v["publish_clock"]), float(v["clock_hz"]), float(v["start_delay"]),
                    float(v["wait_for_subscribers"]), bool(v["exit_when_done"]))
 
@@ -98,7 +100,9 @@ class BagPlayer(Node):
         self.publishers_by_topic: dict[str, Any] = {}
         with Reader(self.settings.bag) as reader:
             for conn in reader.connections:
-                if conn.topic in self.publishers_by_topic or (self.settings.topics and conn.topic not in self.settings.topics):
+                if conn.topic in self.publishers_by_topic or (
+                    self.settings.topics and conn.topic not in self.settings.topics
+                ):
                     continue
                 try:
                     cls = message_class(conn.msgtype)
@@ -123,13 +127,17 @@ class BagPlayer(Node):
         s = self.settings
         try:
             if s.wait_for_subscribers > 0:
-                if not wait_for_subscribers(self, list(self.publishers_by_topic.values()), s.wait_for_subscribers, self.stop):
+                if not wait_for_subscribers(
+                    self, list(self.publishers_by_topic.values()), s.wait_for_subscribers, self.stop
+                ):
                     self.get_logger().warning("not every topic has a subscriber; starting anyway")
             if s.start_delay > 0:
                 self.stop.wait(s.start_delay)
+            passes = 0
             while not self.stop.is_set():
                 self._play_once()
-                if not s.loop:
+                passes += 1
+                if not s.loop or (s.passes and passes >= s.passes):
                     break
         except BaseException as exc:  # surfaced by main(); the thread must not die silently
             if rclpy.ok(context=self.context) and not self.stop.is_set():

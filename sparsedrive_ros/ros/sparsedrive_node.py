@@ -6,151 +6,112 @@
   -> conversions.py -> publishers (custom messages, MarkerArray, Path) + /diagnostics.
 
 Callbacks only buffer, so they never wait for the model; when the model is busy the newest complete frame
-replaces the waiting one (counted as `busy`). Outputs carry the anchor image stamp and the reference frame.
+replaces the waiting one (counted as `busy`). Outputs carry the reference stamp (the anchor image stamp, or the
+lidar stamp with output_stamp: lidar) and the reference frame. The contract (topics, frames, stamps, parameters,
+drop and reset policies, threads) is docs/node.md.
+
+Two node classes share one core: SparseDriveNode (plain: configures and activates itself in the constructor)
+and SparseDriveLifecycleNode (rclpy.lifecycle: configure validates the parameters and loads the model, activate
+subscribes and publishes, deactivate and cleanup release them).
+
+Threads: the executor runs callbacks and timers; one worker thread runs the model. Everything both sides touch
+(the synchroniser, counters, the diagnostics window, the last result's numbers, the pending reset) is guarded by
+`self._lock`; /diagnostics is computed from one snapshot taken under it. Parameters are one immutable
+NodeParams object, replaced as a whole on a live change; the worker reads it once per frame.
 """
 from __future__ import annotations
 
+import struct
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
-from typing import Optional
+from collections import Counter, deque
+from typing import Any, Optional
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Path
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import UInt8
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from sparsedrive_ros.conventions import CAMERA_ORDER
 from sparsedrive_ros.msg import Detection3DArray, EgoPlan, FrameInfo, MapElementArray, MotionForecastArray
 from sparsedrive_ros.ros import conversions as conv
+from sparsedrive_ros.ros.node_config import (  # noqa: F401 (NUSCENES_CAMERAS re-exported)
+    NUSCENES_CAMERAS,
+    PARAMETERS,
+    RUNTIME_PARAMETERS,
+    CameraCalibration,
+    NodeParams,
+    StartupError,
+    check_checkpoint_file,
+    load_calibration_file,
+    parse_values,
+    unknown_parameter_names,
+)
 from sparsedrive_ros.ros.tf_source import make_tf_source
-from sparsedrive_ros.runtime.pipeline import FrameRequest, PipelineConfig, SparseDrivePipeline
-from sparsedrive_ros.runtime.sync import CameraStatus, CameraSynchronizer, SyncConfig, SyncedFrame
+from sparsedrive_ros.runtime.pipeline import FrameRequest, SparseDrivePipeline
+from sparsedrive_ros.runtime.sync import CameraStatus, CameraSynchronizer, SyncedFrame
 from sparsedrive_ros.runtime.tf_buffer import TransformError
 
-NUSCENES_CAMERAS = list(CAMERA_ORDER)
-
-# name: (default, description). Types follow the defaults. Kept in one table so the YAML file, the declaration
-# and the typed NodeParams below cannot drift apart.
-PARAMETERS = {
-    "camera_names": (NUSCENES_CAMERAS, "camera names in the model's order; topics are <name><suffix>"),
-    "image_transport": ("compressed", "compressed (sensor_msgs/CompressedImage) or raw (sensor_msgs/Image)"),
-    "image_topic_suffix": ("", "image topic suffix; empty = /image_rect_compressed or /image_rect"),
-    "camera_info_suffix": ("/camera_info", "CameraInfo topic suffix"),
-    "command_topic": ("/sparsedrive/command", "std_msgs/UInt8 driving command: 0 right, 1 left, 2 straight"),
-    "command_timeout": (2.0, "s; older commands are stale and default_command is used"),
-    "default_command": (2, "command when none is fresh"),
-    "reference_frame": ("LIDAR_TOP", "output frame; nuScenes lidar axes (x right, y forward, z up)"),
-    "fixed_frame": ("map", "world-fixed frame used for ego motion between stamps"),
-    "calibration_file": ("", "YAML fallback for K and camera extrinsics (unused when TF and CameraInfo exist)"),
-    "anchor_camera": ("CAM_FRONT", "camera whose images open frames"),
-    "max_camera_time_diff": (0.08, "s, tolerance between the anchor stamp and other cameras"),
-    "missing_camera_policy": ("skip", "skip | reuse_last | mask"),
-    "max_reuse_age": (1.0, "s, oldest image reuse_last may substitute"),
-    "min_frame_interval": (0.45, "s, throttle by stamp (the model was trained at 2 Hz)"),
-    "tf_timeout": (0.2, "s to wait for TF at a frame's stamps"),
-    "max_time_jump": (2.0, "s, a larger forward time jump resets the temporal state"),
-    "desync_reset_frames": (3, "consecutive incomplete anchor frames that count as a desync (reset)"),
-    "checkpoint": ("", "checkpoint file (.pth mmcv/plain or .safetensors); empty = seeded random weights"),
-    "stage": (2, "1 (det + map) or 2 (+ motion and planning)"),
-    "device": ("cpu", "torch device: cpu, cuda, cuda:N"),
-    "dtype": ("float32", "float32 or float64"),
-    "backbone_autocast": ("", "empty, bf16 or fp16: autocast for the image backbone"),
-    "seed": (0, "seed of the random weights when no checkpoint is given"),
-    "score_threshold": (0.25, "publish detections with score >= this (0 = all)"),
-    "map_score_threshold": (0.3, "publish map elements with score >= this (0 = all)"),
-    "skip_when_no_subscribers": (True, "do not run the model while no output has a subscriber"),
-    "dump_dir": ("", "debug: write every frame's model request (images + calibration) to DIR/frame_<stamp>.npz"),
-    "diag_max_latency": (6.0, "s, WARN above this per-frame processing time"),
-    "diag_max_result_age": (8.0, "s, WARN above this age of the newest result"),
-    "diag_max_camera_skew": (0.1, "s, WARN above this camera skew"),
-    "diag_max_drop_rate": (0.5, "WARN above this fraction of dropped frames (throttling excluded)"),
-}
+SIM_TIME_GAP = 600.0  # s; image stamps this far from the node's clock are another clock (a bag without sim time)
 
 
-@dataclass(frozen=True)
-class NodeParams:
-    camera_names: list
-    image_transport: str
-    image_topic_suffix: str
-    camera_info_suffix: str
-    command_topic: str
-    command_timeout: float
-    default_command: int
-    reference_frame: str
-    fixed_frame: str
-    calibration_file: str
-    anchor_camera: str
-    max_camera_time_diff: float
-    missing_camera_policy: str
-    max_reuse_age: float
-    min_frame_interval: float
-    tf_timeout: float
-    max_time_jump: float
-    desync_reset_frames: int
-    checkpoint: str
-    stage: int
-    device: str
-    dtype: str
-    backbone_autocast: str
-    seed: int
-    score_threshold: float
-    map_score_threshold: float
-    skip_when_no_subscribers: bool
-    dump_dir: str
-    diag_max_latency: float
-    diag_max_result_age: float
-    diag_max_camera_skew: float
-    diag_max_drop_rate: float
+class FrameRejected(ValueError):
+    """A frame that cannot be used because of one camera's input (corrupt image, wrong size, no CameraInfo)."""
 
-    def __post_init__(self):
-        if self.image_transport not in ("compressed", "raw"):
-            raise ValueError(f"image_transport must be compressed or raw, got {self.image_transport!r}")
-        if self.default_command not in (0, 1, 2):
-            raise ValueError(f"default_command must be 0, 1 or 2, got {self.default_command}")
-        if self.stage not in (1, 2):
-            raise ValueError(f"stage must be 1 or 2, got {self.stage}")
-        if self.backbone_autocast not in ("", "bf16", "fp16"):
-            raise ValueError(f"backbone_autocast must be empty, bf16 or fp16, got {self.backbone_autocast!r}")
+    def __init__(self, camera: str, text: str):
+        super().__init__(text)
+        self.camera = camera
 
 
 def build_pipeline(p: NodeParams, logger) -> SparseDrivePipeline:
-    """The model (checkpoint or seeded random weights) wrapped in a pipeline. Raises on a bad checkpoint."""
+    """The model (checkpoint or seeded random weights) wrapped in a pipeline. Raises StartupError on a checkpoint
+    that is missing, empty, truncated, not a checkpoint, or does not match the model."""
     import torch
 
     from sparsedrive_ros.model.checkpoint import check_state_dict, load_checkpoint
     from sparsedrive_ros.model.sparsedrive import build_sparsedrive
 
+    check_checkpoint_file(p.checkpoint)
+    state_dict = None
+    if p.checkpoint:  # read before the model is built: an unreadable file fails in a second, not after 11 s
+        try:
+            state_dict = load_checkpoint(p.checkpoint)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        except Exception as exc:  # EOFError, zip/pickle errors, ...: a truncated or foreign file
+            raise StartupError(f"checkpoint {p.checkpoint} cannot be read (truncated or not a checkpoint): "
+                               f"{type(exc).__name__}: {exc}") from None
     torch.manual_seed(p.seed)
     model = build_sparsedrive(stage=p.stage)
-    if p.checkpoint:
-        state_dict = load_checkpoint(p.checkpoint)
-        check_state_dict(state_dict, model)  # names every missing/unexpected key and shape conflict
-        model.load_state_dict(state_dict, strict=True)
+    if state_dict is not None:
+        try:
+            check_state_dict(state_dict, model)  # names every missing/unexpected key and shape conflict
+            model.load_state_dict(state_dict, strict=True)
+        except (ValueError, RuntimeError) as exc:
+            raise StartupError(f"checkpoint {p.checkpoint} does not match the stage-{p.stage} model: {exc}") from None
         logger.info(f"loaded checkpoint {p.checkpoint}")
     else:
         logger.warning("no checkpoint given: running with RANDOM weights (seed %d); outputs are meaningless. "
                        "Set the `checkpoint` parameter to sparsedrive_stage2.pth for real results." % p.seed)
     if p.backbone_autocast:
         model.backbone_autocast = torch.bfloat16 if p.backbone_autocast == "bf16" else torch.float16
-    return SparseDrivePipeline(model, PipelineConfig(max_time_jump=p.max_time_jump, device=p.device, dtype=p.dtype))
+    return SparseDrivePipeline(model, p.pipeline_config())
 
 
 def dump_request(request: FrameRequest, directory: str) -> None:
     """Save one model request for offline replay and regression checks (masked cameras as all-zero images)."""
-    from pathlib import Path
+    from pathlib import Path as FsPath
 
-    path = Path(directory)
+    path = FsPath(directory)
     path.mkdir(parents=True, exist_ok=True)
     shape = next(im.shape for im in request.images if im is not None)
     images = np.stack([im if im is not None else np.zeros(shape, np.uint8) for im in request.images])
@@ -160,104 +121,292 @@ def dump_request(request: FrameRequest, directory: str) -> None:
                         command=request.command)
 
 
-class SparseDriveNode(Node):
-    def __init__(self, pipeline: Optional[SparseDrivePipeline] = None, **node_kwargs):
-        super().__init__("sparsedrive", **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        self.params = p = NodeParams(**{n: self.get_parameter(n).value for n in PARAMETERS})
-        self.pipeline = pipeline if pipeline is not None else build_pipeline(p, self.get_logger())
-        self.sync = CameraSynchronizer(SyncConfig(
-            tuple(p.camera_names), p.anchor_camera, p.max_camera_time_diff, p.missing_camera_policy,
-            p.max_reuse_age, p.min_frame_interval))
-        self.tf = make_tf_source(self)
+def camera_topics(p: NodeParams, camera: str) -> tuple[str, str]:
+    """(image topic, CameraInfo topic) of one camera."""
+    suffix = p.image_topic_suffix or ("/image_rect_compressed" if p.image_transport == "compressed" else "/image_rect")
+    if camera.startswith("/"):
+        base = camera
+    else:
+        base = f"{p.camera_topic_prefix.rstrip('/')}/{camera}"
+        if not base.startswith("/") and not p.camera_topic_prefix:
+            base = "/" + base
+    return base + suffix, base + p.camera_info_suffix
+
+
+def header_stamp_ns(serialized: bytes) -> int:
+    """Header stamp of a serialized message that starts with std_msgs/Header (CDR: 4-byte encapsulation, then
+    int32 sec and uint32 nanosec), read without deserialising the rest (a point cloud is megabytes)."""
+    little = serialized[1] in (1, 3)
+    sec, nanosec = struct.unpack("<iI" if little else ">iI", serialized[4:12])
+    return sec * 1_000_000_000 + nanosec
+
+
+class _SparseDriveCore:
+    """Everything the plain and the lifecycle node share. Relies on the rclpy Node API of the concrete class."""
+
+    def _init_core(self, pipeline: Optional[SparseDrivePipeline]) -> None:
+        self._injected_pipeline = pipeline
+        self.pipeline: Optional[SparseDrivePipeline] = None
+        self.params: Optional[NodeParams] = None
+        self.sync: Optional[CameraSynchronizer] = None
+        self.tf = None
+        self._lock = threading.RLock()
         self.counters: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._camera_info: dict[str, CameraInfo] = {}
-        self._command: Optional[tuple[int, int]] = None  # (value, receipt time ns)
-        self._frame_index = 0
-        self._incomplete_seen = 0
-        self._pending_desync = False
-        self._last: dict = {}  # newest frame's numbers for /diagnostics
-        self._last_error = ""
-
-        self._subscribe(p)
-        self.pub_detections = self.create_publisher(Detection3DArray, "~/detections", 10)
-        self.pub_map = self.create_publisher(MapElementArray, "~/map", 10)
-        self.pub_forecasts = self.create_publisher(MotionForecastArray, "~/forecasts", 10)
-        self.pub_plan = self.create_publisher(EgoPlan, "~/plan", 10)
-        self.pub_info = self.create_publisher(FrameInfo, "~/frame_info", 10)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
-        self.pub_path = self.create_publisher(Path, "~/plan_path", 10)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(1.0, self._publish_diagnostics)
-        # Wall-clock timer: under sim time a slow replay would stretch a ROS-time period; the flush itself compares
-        # the ROS time (sim or system, like the stamps) with the pending anchors.
-        self.create_timer(0.1, self._flush_sync, clock=Clock(clock_type=ClockType.STEADY_TIME))
-
+        self._entities: list = []  # subscriptions, timers, services created by activate
+        self._outputs: dict[str, Any] = {}
+        self._worker: Optional[threading.Thread] = None
         self._slot: Optional[SyncedFrame] = None
         self._slot_cv = threading.Condition()
         self._stop = False
+        self._active = False
+        self._reset_state()
+        self._declare()
+
+    def _reset_state(self) -> None:
+        self._camera_info: dict[str, CameraInfo] = {}
+        self._calibration: dict[str, CameraCalibration] = {}
+        self._command: Optional[tuple[int, int]] = None  # (value, receipt time ns)
+        self._lidar_stamps: deque = deque(maxlen=64)
+        self._frame_index = 0
+        self._incomplete_seen = 0
+        self._pending_reset = ""
+        self._last: dict = {}  # newest frame's numbers for /diagnostics
+        self._last_error = ""
+        self._events: deque = deque(maxlen=20_000)  # (wall ns, key, count) for the sliding window
+        self._sync_seen: Counter[str] = Counter()
+        self._camera_seen: dict[str, int] = {}  # camera -> wall ns of its newest image
+        self._clock_gap: Optional[float] = None  # s, node clock minus the newest image stamp
+        self._busy_since: Optional[int] = None  # wall ns when the worker started the frame it is on
+        self._activated_at = time.monotonic_ns()
+
+    # ------------------------------------------------------------------------------------------- parameters
+
+    def _declare(self) -> None:
+        for name, spec in PARAMETERS.items():
+            text = spec.description + ("" if spec.runtime else " (read-only while the node runs)")
+            try:
+                self.declare_parameter(name, spec.default, ParameterDescriptor(description=text))
+            except Exception as exc:  # a value of the wrong type in the params file
+                raise StartupError(f"parameter {name}: {exc}") from None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _read_params(self) -> NodeParams:
+        unknown = unknown_parameter_names(set(self._parameter_overrides), self._extra_parameters())
+        if unknown:
+            raise StartupError(f"unknown parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
+                               f"(the node's parameters are listed in config/sparsedrive.param.yaml)")
+        return parse_values({n: self.get_parameter(n).value for n in PARAMETERS})
+
+    def _extra_parameters(self) -> set[str]:
+        return set()
+
+    def _on_set_parameters(self, changes) -> SetParametersResult:
+        values = {}
+        for param in changes:
+            if param.name not in PARAMETERS:
+                continue  # use_sim_time and rclpy's own
+            if self.params is not None and param.name not in RUNTIME_PARAMETERS:
+                return SetParametersResult(successful=False, reason=(
+                    f"{param.name} is read-only while the node runs: it is used when the node starts "
+                    f"(restart the node, or deactivate + cleanup + configure the lifecycle node, to change it)"))
+            values[param.name] = param.value
+        if not values or self.params is None:
+            return SetParametersResult(successful=True)
+        try:
+            new = parse_values({**vars(self.params), **values})
+        except StartupError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._lock:
+            self.params = new
+            if self.sync is not None:
+                self.sync.reconfigure(new.sync_config())
+        if self.pipeline is not None:
+            self.pipeline.config = new.pipeline_config()
+        self.get_logger().info("parameters changed: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    def _configure(self) -> None:
+        """Validate every parameter, read the calibration file, build the model. Raises StartupError."""
+        p = self._read_params()
+        calibration = load_calibration_file(p.calibration_file, p.camera_names)
+        check_checkpoint_file(p.checkpoint)
+        if self._injected_pipeline is not None:
+            pipeline = self._injected_pipeline
+            pipeline.config = p.pipeline_config()
+            pipeline.request_reset("start")  # a new configuration starts a new temporal state
+        else:
+            pipeline = build_pipeline(p, self.get_logger())
+        with self._lock:
+            self._reset_state()
+            self.pipeline = pipeline
+            self._calibration = calibration
+            self.sync = CameraSynchronizer(p.sync_config())
+            self.params = p
+
+    def _activate(self) -> None:
+        p = self.params
+        if self.tf is None:
+            self.tf = make_tf_source(self)
+            for cal in self._calibration.values():
+                self.tf.add_fallback_static(cal.parent_frame, cal.frame_id, cal.parent_from_camera)
+        msg_type = CompressedImage if p.image_transport == "compressed" else Image
+        for cam in p.camera_names:
+            image_topic, info_topic = camera_topics(p, cam)
+            self._entities.append(self.create_subscription(
+                msg_type, image_topic, lambda m, c=cam: self._on_image(c, m), qos_profile_sensor_data))
+            self._entities.append(self.create_subscription(
+                CameraInfo, info_topic, lambda m, c=cam: self._camera_info.__setitem__(c, m), qos_profile_sensor_data))
+        self._entities.append(self.create_subscription(UInt8, p.command_topic, self._on_command, 10))
+        if p.lidar_topic:
+            self._entities.append(self.create_subscription(PointCloud2, p.lidar_topic, self._on_lidar,
+                                                           qos_profile_sensor_data, raw=True))
+        for name, typ in (("detections", Detection3DArray), ("map", MapElementArray),
+                          ("forecasts", MotionForecastArray), ("plan", EgoPlan), ("frame_info", FrameInfo),
+                          ("markers", MarkerArray), ("plan_path", Path)):
+            self._outputs[name] = self.create_publisher(typ, f"~/{name}", 10)
+        self._outputs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._entities.append(self.create_service(Trigger, "~/reset", self._on_reset))
+        # Wall-clock (steady) timers: under sim time a paused or slow replay must not stop diagnostics or the
+        # flush. The flush itself compares ROS time (sim or system, like the stamps) with the pending anchors.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._entities.append(self.create_timer(1.0, self._publish_diagnostics, clock=steady))
+        self._entities.append(self.create_timer(0.1, self._flush_sync, clock=steady))
+        with self._slot_cv:
+            self._stop = False
+            self._slot = None
+        self._activated_at = time.monotonic_ns()
         self._worker = threading.Thread(target=self._work, name="sparsedrive-worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(f"sparsedrive ready: {len(p.camera_names)} cameras ({p.image_transport}), "
-                               f"reference frame {p.reference_frame}, device {p.device}, TF via {self.tf.name}")
+        self._active = True
+        self.get_logger().info(f"sparsedrive active: {len(p.camera_names)} cameras ({p.image_transport}, e.g. "
+                               f"{camera_topics(p, p.camera_names[0])[0]}), reference frame {p.reference_frame}, "
+                               f"device {p.device}, TF via {self.tf.name}")
+
+    def _deactivate(self) -> None:
+        self._active = False
+        with self._slot_cv:
+            self._stop = True
+            self._slot_cv.notify()
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+            self._worker = None
+        for entity in self._entities:
+            self._destroy_entity(entity)
+        for pub in self._outputs.values():
+            self.destroy_publisher(pub)
+        self._entities, self._outputs = [], {}
+
+    def _destroy_entity(self, entity) -> None:
+        for destroy in (self.destroy_subscription, self.destroy_timer, self.destroy_service):
+            try:
+                if destroy(entity):
+                    return
+            except (TypeError, AttributeError):
+                continue
+
+    def _cleanup(self) -> None:
+        with self._lock:
+            self.pipeline = None
+            self.sync = None
+            self.params = None
+            self._reset_state()
+
+    def _release_all(self) -> None:
+        """Safe at any point, also on a half-built node (a failed start)."""
+        if getattr(self, "_slot_cv", None) is None:
+            return
+        if getattr(self, "_active", False) or getattr(self, "_worker", None) is not None:
+            self._deactivate()
 
     # ------------------------------------------------------------------------------------------- inputs
 
-    def _subscribe(self, p: NodeParams) -> None:
-        msg_type = CompressedImage if p.image_transport == "compressed" else Image
-        suffix = p.image_topic_suffix or ("/image_rect_compressed" if msg_type is CompressedImage else "/image_rect")
-        for cam in p.camera_names:
-            self.create_subscription(msg_type, f"{cam}{suffix}" if cam.startswith("/") else f"/{cam}{suffix}",
-                                     lambda m, c=cam: self._on_image(c, m), qos_profile_sensor_data)
-            self.create_subscription(CameraInfo, f"/{cam.lstrip('/')}{p.camera_info_suffix}",
-                                     lambda m, c=cam: self._camera_info.__setitem__(c, m), qos_profile_sensor_data)
-        self.create_subscription(UInt8, p.command_topic, self._on_command, 10)
-
     def _on_command(self, msg: UInt8) -> None:
         if msg.data not in (0, 1, 2):
-            self.counters["bad_command"] += 1
+            with self._lock:
+                self.counters["bad_command"] += 1
             self.get_logger().warning(f"ignoring driving command {msg.data} (expected 0, 1 or 2)")
             return
         self._command = (int(msg.data), self.get_clock().now().nanoseconds)
 
-    def _on_image(self, camera: str, msg) -> None:
+    def _on_lidar(self, serialized: bytes) -> None:
+        try:
+            stamp = header_stamp_ns(serialized)
+        except (struct.error, IndexError):
+            return
         with self._lock:
-            frames = self.sync.add(camera, conv.stamp_to_ns(msg.header.stamp), msg)
-            incomplete = self.sync.counters["incomplete"]
-            if incomplete - self._incomplete_seen >= self.params.desync_reset_frames:
-                self._pending_desync = True
-            if frames:
-                self._incomplete_seen = incomplete
+            self._lidar_stamps.append(stamp)
+
+    def _on_image(self, camera: str, msg) -> None:
+        stamp, wall = conv.stamp_to_ns(msg.header.stamp), time.monotonic_ns()
+        ros_now = self.get_clock().now().nanoseconds
+        with self._lock:
+            if self.sync is None:
+                return
+            self._camera_seen[camera] = wall
+            self._clock_gap = (ros_now - stamp) * 1e-9
+            frames = self.sync.add(camera, stamp, msg, received_ns=wall)
+            self._note_sync(frames, wall)
         self._offer(frames)
 
     def _flush_sync(self) -> None:
+        wall = time.monotonic_ns()
         with self._lock:
-            frames = self.sync.flush(self.get_clock().now().nanoseconds)
+            if self.sync is None:
+                return
+            frames = self.sync.flush(self.get_clock().now().nanoseconds, wall)
+            self._note_sync(frames, wall)
         self._offer(frames)
+
+    def _note_sync(self, frames: list, wall: int) -> None:
+        """Under the lock: windowed copies of the synchroniser's counters, and desync detection."""
+        for key, value in self.sync.counters.items():
+            delta = value - self._sync_seen[key]
+            if delta:
+                self._events.append((wall, key, delta))
+                self._sync_seen[key] = value
+        incomplete = self.sync.counters["incomplete"]
+        if incomplete - self._incomplete_seen >= self.params.desync_reset_frames and not self._pending_reset:
+            self._pending_reset = "desync"
+        if frames:
+            self._incomplete_seen = incomplete
+
+    def _record(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += n
+            self._events.append((time.monotonic_ns(), key, n))
 
     def _offer(self, frames: list) -> None:
         for frame in frames:
             with self._slot_cv:
                 if self._slot is not None:
-                    self.counters["busy"] += 1  # the model did not take the previous frame in time
+                    self._record("busy")  # the model did not take the previous frame in time
+                    if self._slot.reset_reason and not frame.reset_reason:
+                        frame.reset_reason = self._slot.reset_reason  # the reset must not get lost with it
                 self._slot = frame
                 self._slot_cv.notify()
 
+    def _carry_reset(self, frame: SyncedFrame) -> None:
+        """A dropped frame's reset reason moves on to the next frame that is processed."""
+        if frame.reset_reason:
+            with self._lock:
+                self._pending_reset = frame.reset_reason
+
     def _on_reset(self, request, response):
-        self.pipeline.request_reset("request")
+        with self._lock:
+            self._pending_reset = "request"
         response.success, response.message = True, "temporal state will be reset before the next frame"
         return response
 
-    def _current_command(self) -> tuple[int, bool]:
-        if self._command is None:
-            return self.params.default_command, True
-        value, received = self._command
+    def _current_command(self, p: NodeParams) -> tuple[int, bool]:
+        command = self._command
+        if command is None:
+            return p.default_command, True
+        value, received = command
         age = (self.get_clock().now().nanoseconds - received) * 1e-9
-        if age > self.params.command_timeout:
-            return self.params.default_command, True
+        if age > p.command_timeout:
+            return p.default_command, True
         return value, False
 
     # ------------------------------------------------------------------------------------------- worker
@@ -270,31 +419,51 @@ class SparseDriveNode(Node):
                 if self._stop:
                     return
                 frame, self._slot = self._slot, None
+            with self._lock:
+                self._busy_since = time.monotonic_ns()
             try:
                 self._process(frame)
             except Exception as exc:  # keep the node alive; the reason goes to the log and /diagnostics
-                self.counters["error"] += 1
-                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._carry_reset(frame)
+                self._record("error")
+                with self._lock:
+                    self._last_error = f"{type(exc).__name__}: {exc}"
                 self.get_logger().error(f"frame {frame.anchor_stamp_ns * 1e-9:.3f} failed: {self._last_error}")
+            finally:
+                with self._lock:
+                    self._busy_since = None
 
-    def _outputs_wanted(self) -> bool:
-        pubs = (self.pub_detections, self.pub_map, self.pub_forecasts, self.pub_plan, self.pub_info,
-                self.pub_markers, self.pub_path)
-        return not self.params.skip_when_no_subscribers or any(p.get_subscription_count() for p in pubs)
+    def _outputs_wanted(self, p: NodeParams) -> bool:
+        if not p.skip_when_no_subscribers:
+            return True
+        return any(pub.get_subscription_count() for name, pub in self._outputs.items() if name != "diagnostics")
 
-    def _wait_for_tf(self, fn, *args):
-        deadline = time.monotonic() + self.params.tf_timeout
+    def _wait_for_tf(self, timeout: float, fn, *args):
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 return fn(*args)
             except TransformError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or self._stop:
                     raise
                 time.sleep(0.02)
 
-    def build_request(self, frame: SyncedFrame) -> FrameRequest:
+    def _reference_stamp(self, p: NodeParams, frame: SyncedFrame) -> int:
+        if p.output_stamp != "lidar":
+            return frame.anchor_stamp_ns
+        with self._lock:
+            stamps = list(self._lidar_stamps)
+        tol = int(p.max_camera_time_diff * 1e9)
+        best = min(stamps, key=lambda s: abs(s - frame.anchor_stamp_ns), default=None)
+        if best is None or abs(best - frame.anchor_stamp_ns) > tol:
+            raise FrameRejected("lidar", f"no {p.lidar_topic} stamp within {p.max_camera_time_diff} s of the anchor "
+                                         f"{frame.anchor_stamp_ns * 1e-9:.3f}")
+        return best
+
+    def build_request(self, frame: SyncedFrame, p: Optional[NodeParams] = None) -> FrameRequest:
         """Decode images and look up calibration for one synchronised frame (raises ValueError/TransformError)."""
-        p = self.params
+        p = p or self.params
+        ref_ns = self._reference_stamp(p, frame)
         images, intrinsics, cam_from_ref = [], [], []
         for cam, msg, stamp, status in zip(p.camera_names, frame.payloads, frame.stamps_ns, frame.status):
             if status is CameraStatus.MASKED:
@@ -302,160 +471,352 @@ class SparseDriveNode(Node):
                 intrinsics.append(np.eye(3))
                 cam_from_ref.append(np.eye(4))
                 continue
-            image = conv.decode_compressed(msg) if p.image_transport == "compressed" else conv.decode_raw(msg)
-            info = self._camera_info.get(cam)
-            if info is None:
-                raise ValueError(f"no CameraInfo received for {cam}")
-            if (image.shape[1], image.shape[0]) != (info.width, info.height):
-                raise ValueError(f"{cam} image is {image.shape[1]}x{image.shape[0]} but its CameraInfo says "
-                                 f"{info.width}x{info.height}")
-            cam_frame = msg.header.frame_id or info.header.frame_id
+            try:
+                image = conv.decode_compressed(msg) if p.image_transport == "compressed" else conv.decode_raw(msg)
+            except ValueError as exc:
+                raise FrameRejected(cam, f"{cam}: {exc}") from None
+            info, fallback = self._camera_info.get(cam), self._calibration.get(cam)
+            if info is not None:
+                k, size, info_frame = np.asarray(info.k, dtype=np.float64).reshape(3, 3), (info.width, info.height), \
+                    info.header.frame_id
+                source = "CameraInfo"
+            elif fallback is not None:
+                k, size, info_frame, source = fallback.k, (fallback.width, fallback.height), fallback.frame_id, \
+                    "calibration_file"
+            else:
+                raise FrameRejected(cam, f"no CameraInfo received for {cam} (and no calibration_file entry)")
+            if (image.shape[1], image.shape[0]) != size:
+                raise FrameRejected(cam, f"{cam} image is {image.shape[1]}x{image.shape[0]} but its {source} says "
+                                         f"{size[0]}x{size[1]}")
+            cam_frame = msg.header.frame_id or info_frame
             images.append(image)
-            intrinsics.append(np.asarray(info.k, dtype=np.float64).reshape(3, 3))
-            cam_from_ref.append(self._wait_for_tf(self.tf.lookup_full, cam_frame, stamp, p.reference_frame,
-                                                  frame.anchor_stamp_ns, p.fixed_frame))
-        ref_to_global = self._wait_for_tf(self.tf.lookup, p.fixed_frame, p.reference_frame, frame.anchor_stamp_ns)
-        command, stale = self._current_command()
-        self._last["command_stale"] = stale
-        return FrameRequest(frame.anchor_stamp_ns, images, np.stack(intrinsics), np.stack(cam_from_ref),
-                            ref_to_global, command)
+            intrinsics.append(k)
+            cam_from_ref.append(self._wait_for_tf(p.tf_timeout, self.tf.lookup_full, cam_frame, stamp,
+                                                  p.reference_frame, ref_ns, p.fixed_frame))
+        ref_to_global = self._wait_for_tf(p.tf_timeout, self.tf.lookup, p.fixed_frame, p.reference_frame, ref_ns)
+        command, stale = self._current_command(p)
+        with self._lock:
+            self._last["command_stale"] = stale
+        return FrameRequest(ref_ns, images, np.stack(intrinsics), np.stack(cam_from_ref), ref_to_global, command)
 
     def _process(self, frame: SyncedFrame) -> None:
-        if not self._outputs_wanted():
-            self.counters["no_subscribers"] += 1
+        p = self.params  # one consistent set for the whole frame
+        if not self._outputs_wanted(p):
+            self._carry_reset(frame)
+            self._record("no_subscribers")
             return
         t0 = time.perf_counter()
         try:
-            request = self.build_request(frame)
+            request = self.build_request(frame, p)
         except TransformError as exc:
-            self.counters["missing_tf"] += 1
-            self._last_error = f"TF: {exc}"
-            self.get_logger().warning(f"dropping frame {frame.anchor_stamp_ns * 1e-9:.3f}: {exc}",
-                                      throttle_duration_sec=5.0)
+            self._drop(frame, "missing_tf", f"TF: {exc}")
             return
         except ValueError as exc:  # corrupt image, wrong size, missing CameraInfo, NaN calibration
-            self.counters["invalid"] += 1
-            self._last_error = str(exc)
-            self.get_logger().warning(f"dropping frame {frame.anchor_stamp_ns * 1e-9:.3f}: {exc}",
-                                      throttle_duration_sec=5.0)
+            if isinstance(exc, FrameRejected):
+                self._record(f"rejected:{exc.camera}")
+            self._drop(frame, "invalid", str(exc))
             return
         with self._lock:
-            desync, self._pending_desync = self._pending_desync, False
-        if desync:
-            self.pipeline.request_reset("desync")
-        if self.params.dump_dir:
-            dump_request(request, self.params.dump_dir)
+            reason = frame.reset_reason or self._pending_reset
+            self._pending_reset = ""
+        if reason:
+            self.pipeline.request_reset(reason)
+        if p.dump_dir:
+            dump_request(request, p.dump_dir)
         t1 = time.perf_counter()
-        result = self.pipeline.process(request)
-        self._publish(frame, result, time.perf_counter() - t0, t1 - t0)
+        try:
+            result = self.pipeline.process(request)
+        except Exception:
+            if reason:
+                with self._lock:
+                    self._pending_reset = self._pending_reset or reason
+            raise
+        self._publish(p, frame, result, time.perf_counter() - t0, t1 - t0)
+
+    def _drop(self, frame: SyncedFrame, key: str, text: str) -> None:
+        self._carry_reset(frame)
+        self._record(key)
+        with self._lock:
+            self._last_error = text
+        self.get_logger().warning(f"dropping frame {frame.anchor_stamp_ns * 1e-9:.3f}: {text}",
+                                  throttle_duration_sec=5.0)
 
     # ------------------------------------------------------------------------------------------- outputs
 
-    def _publish(self, frame: SyncedFrame, result, elapsed: float, decode_time: float) -> None:
-        p = self.params
+    def _publish(self, p: NodeParams, frame: SyncedFrame, result, elapsed: float, decode_time: float) -> None:
         ref, k = p.reference_frame, self._frame_index
         if result.temporal_reset:
             self.get_logger().info(f"temporal state reset ({result.reset_reason}) at {result.stamp_ns * 1e-9:.3f}")
         keep = conv.detection_index(result, p.score_threshold)
         t_pub = time.perf_counter()
-        stale = self._last.get("command_stale", True)
+        with self._lock:
+            stale = self._last.get("command_stale", True)
+        pubs = self._outputs
         # Building messages is most of the node's own cost: only for topics somebody listens to.
-        outputs = ((self.pub_detections, lambda: conv.detections_msg(result, ref, k, keep)),
-                   (self.pub_map, lambda: conv.map_msg(result, ref, k, p.map_score_threshold)),
-                   (self.pub_forecasts, lambda: conv.forecasts_msg(result, ref, k, keep)),
-                   (self.pub_plan, lambda: conv.plan_msg(result, ref, k, stale)),
-                   (self.pub_path, lambda: conv.path_msg(result, ref)),
-                   (self.pub_markers, lambda: conv.markers_msg(result, ref, keep, p.map_score_threshold)))
+        outputs = ((pubs["detections"], lambda: conv.detections_msg(result, ref, k, keep)),
+                   (pubs["map"], lambda: conv.map_msg(result, ref, k, p.map_score_threshold)),
+                   (pubs["forecasts"], lambda: conv.forecasts_msg(result, ref, k, keep)),
+                   (pubs["plan"], lambda: conv.plan_msg(result, ref, k, stale)),
+                   (pubs["plan_path"], lambda: conv.path_msg(result, ref)),
+                   (pubs["markers"], lambda: conv.markers_msg(result, ref, keep, p.map_score_threshold)))
         for publisher, build in outputs:
             if publisher.get_subscription_count():
                 msg = build()
                 if msg is not None:  # plan and path are None for a stage-1 model
                     publisher.publish(msg)
         timings = {"decode_calibration": decode_time, **result.timings, "publish": time.perf_counter() - t_pub}
-        info = self._frame_info(frame, result, timings, elapsed + timings["publish"])
-        self.pub_info.publish(info)
-        self._frame_index += 1
-        self._last.update(latency=info.total_latency, model_latency=info.model_latency, skew=info.max_camera_skew,
-                          stamp_ns=result.stamp_ns, timings=timings)
+        total = elapsed + timings["publish"]
+        info = self._frame_info(p, frame, result, timings, total, stale)
+        pubs["frame_info"].publish(info)
+        with self._lock:
+            self._frame_index += 1
+            self._events.append((time.monotonic_ns(), "processed", 1))
+            self._events.append((time.monotonic_ns(), "latency", total))
+            self._last.update(latency=total, model_latency=info.model_latency, skew=info.max_camera_skew,
+                              stamp_ns=result.stamp_ns, timings=timings)
 
-    def _frame_info(self, frame: SyncedFrame, result, timings: dict, total: float) -> FrameInfo:
-        p = self.params
+    def _frame_info(self, p: NodeParams, frame: SyncedFrame, result, timings: dict, total: float,
+                    stale: bool) -> FrameInfo:
         msg = FrameInfo(frame_index=self._frame_index, camera_names=list(p.camera_names),
                         camera_status=[int(s) for s in frame.status], max_camera_skew=float(frame.max_skew),
                         temporal_reset=result.temporal_reset, reset_reason=result.reset_reason,
                         time_since_previous=result.time_since_previous, command=result.plan_command,
-                        command_stale=bool(self._last.get("command_stale", True)),
-                        stage_names=list(timings), stage_latency=[float(v) for v in timings.values()],
+                        command_stale=bool(stale), stage_names=list(timings),
+                        stage_latency=[float(v) for v in timings.values()],
                         model_latency=float(result.timings.get("model", 0.0)), total_latency=float(total))
         msg.header.stamp, msg.header.frame_id = conv.ns_to_stamp(result.stamp_ns), p.reference_frame
         msg.camera_stamps = [conv.ns_to_stamp(s or 0) for s in frame.stamps_ns]
         msg.result_age = float((self.get_clock().now().nanoseconds - result.stamp_ns) * 1e-9)
-        msg.frames_dropped_sync = self.sync.counters["incomplete"]
-        msg.frames_dropped_busy = self.counters["busy"]
-        msg.frames_dropped_invalid = self.counters["invalid"] + self.counters["missing_tf"] + self.counters["error"]
+        with self._lock:
+            c = self.counters
+            msg.frames_dropped_sync = self.sync.counters["incomplete"]
+            msg.frames_dropped_busy = c["busy"]
+            msg.frames_dropped_invalid = c["invalid"] + c["missing_tf"] + c["error"]
         return msg
 
+    # ------------------------------------------------------------------------------------------- diagnostics
+
+    def _snapshot(self) -> dict:
+        """Everything /diagnostics needs, copied under the lock (so it is one consistent state)."""
+        now = time.monotonic_ns()
+        p = self.params
+        with self._lock:
+            horizon = now - int(p.diag_window * 1e9)
+            while self._events and self._events[0][0] < horizon:
+                self._events.popleft()
+            window: Counter[str] = Counter()
+            latencies = []
+            for _, key, n in self._events:
+                if key == "latency":
+                    latencies.append(n)
+                else:
+                    window[key] += n
+            return dict(now=now, params=p, window=window, latencies=latencies, last=dict(self._last),
+                        last_error=self._last_error, frames=self._frame_index, totals=Counter(self.counters),
+                        sync_totals=Counter(self.sync.counters) if self.sync else Counter(),
+                        camera_seen=dict(self._camera_seen), clock_gap=self._clock_gap,
+                        busy_since=self._busy_since, activated_at=self._activated_at,
+                        ros_now=self.get_clock().now().nanoseconds,
+                        use_sim_time=bool(self.get_parameter("use_sim_time").value))
+
+    def camera_states(self, snap: Optional[dict] = None) -> dict[str, tuple[str, str]]:
+        """camera -> (waiting | active | stale | rejected, why) over the diagnostics window."""
+        s = snap or self._snapshot()
+        p, w = s["params"], s["window"]
+        out = {}
+        for cam in p.camera_names:
+            seen = s["camera_seen"].get(cam)
+            silent = None if seen is None else (s["now"] - seen) * 1e-9
+            if w[f"rejected:{cam}"]:
+                out[cam] = ("rejected", f"{w[f'rejected:{cam}']} frames rejected for its input ({s['last_error']})")
+            elif seen is None:
+                out[cam] = ("waiting", "no image received yet")
+            elif silent > p.diag_camera_timeout:
+                out[cam] = ("stale", f"no image for {silent:.1f} s")
+            elif w[f"stale:{cam}"] or w[f"missing:{cam}"]:
+                out[cam] = ("stale", f"{w[f'stale:{cam}']} images too old, missing in {w[f'missing:{cam}']} frames")
+            else:
+                out[cam] = ("active", "")
+        return out
+
     def diagnostics(self) -> DiagnosticStatus:
-        """One DiagnosticStatus summarising health against the diag_* thresholds."""
-        p, c, s = self.params, self.counters, self.sync.counters
-        dropped = s["incomplete"] + c["busy"] + c["invalid"] + c["missing_tf"] + c["error"]
-        attempts = s["emitted"] + s["incomplete"]
+        """The pipeline's status over the last diag_window seconds against the diag_* thresholds."""
+        return self.diagnostics_array()[0]
+
+    def diagnostics_array(self) -> list[DiagnosticStatus]:
+        s = self._snapshot()
+        p, w, last = s["params"], s["window"], s["last"]
+        problems, level = [], DiagnosticStatus.OK
+
+        def warn(text: str, lvl=DiagnosticStatus.WARN) -> None:
+            nonlocal level
+            problems.append(text)
+            level = max(level, lvl)
+
+        dropped = sum(w[k] for k in ("incomplete", "busy", "invalid", "missing_tf", "error"))
+        attempts = w["emitted"] + w["incomplete"]
         drop_rate = dropped / attempts if attempts else 0.0
-        problems = []
-        latency = self._last.get("latency")
-        if latency is not None and latency > p.diag_max_latency:
-            problems.append(f"latency {latency:.2f} s > {p.diag_max_latency}")
-        stamp = self._last.get("stamp_ns")
-        age = (self.get_clock().now().nanoseconds - stamp) * 1e-9 if stamp is not None else None
-        if age is not None and age > p.diag_max_result_age:
-            problems.append(f"result age {age:.1f} s > {p.diag_max_result_age}")
-        if self._last.get("skew", 0.0) > p.diag_max_camera_skew:
-            problems.append(f"camera skew {self._last['skew']:.3f} s > {p.diag_max_camera_skew}")
+        if s["busy_since"] is not None:
+            running = (s["now"] - s["busy_since"]) * 1e-9
+            if running > p.diag_max_latency_error:
+                warn(f"watchdog: a frame has been processing for {running:.1f} s > {p.diag_max_latency_error}",
+                     DiagnosticStatus.ERROR)
+            elif running > p.diag_max_latency:
+                warn(f"watchdog: a frame has been processing for {running:.1f} s > {p.diag_max_latency}")
+        worst = max(s["latencies"], default=None)
+        if worst is not None and worst > p.diag_max_latency:
+            warn(f"latency {worst:.2f} s > {p.diag_max_latency}")
+        gap = s["clock_gap"]
+        other_clock = gap is not None and abs(gap) > SIM_TIME_GAP
+        if other_clock and not s["use_sim_time"]:
+            warn(f"image stamps are {gap:.0f} s {'behind' if gap > 0 else 'ahead of'} this node's clock and "
+                 f"use_sim_time is false: replaying a bag? start the node with use_sim_time:=true and play the bag "
+                 f"with /clock")
+        elif s["use_sim_time"] and s["ros_now"] == 0:
+            warn("use_sim_time is true but no /clock has been received")
+        stamp = last.get("stamp_ns")
+        age = (s["ros_now"] - stamp) * 1e-9 if stamp is not None else None
+        if age is not None and not other_clock and age > p.diag_max_result_age:
+            warn(f"result age {age:.1f} s > {p.diag_max_result_age}")
+        if w["processed"] and last.get("skew", 0.0) > p.diag_max_camera_skew:
+            warn(f"camera skew {last['skew']:.3f} s > {p.diag_max_camera_skew}")
         if drop_rate > p.diag_max_drop_rate:
-            problems.append(f"drop rate {drop_rate:.2f} > {p.diag_max_drop_rate}")
-        missing = sorted(k.split(":", 1)[1] for k in s if k.startswith("missing:"))
+            warn(f"drop rate {drop_rate:.2f} > {p.diag_max_drop_rate}")
+        cameras = self.camera_states(s)
+        bad = {c: st for c, (st, _) in cameras.items() if st != "active"}
+        if bad:
+            warn("cameras " + ", ".join(f"{c} {st}" for c, st in bad.items()))
+        missing = sorted(k.split(":", 1)[1] for k, v in w.items() if k.startswith("missing:") and v)
         if missing:
-            problems.append(f"cameras missing in some frames: {', '.join(missing)}")
-        if c["missing_tf"]:
-            problems.append(f"{c['missing_tf']} frames without TF")
-        if c["invalid"]:
-            problems.append(f"{c['invalid']} invalid frames")
-        if c["error"]:
-            problems.append(f"{c['error']} failed frames")
-        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+            warn(f"cameras missing in some frames: {', '.join(missing)}")
+        if w["missing_tf"]:
+            warn(f"{w['missing_tf']} frames without TF")
+        if w["invalid"]:
+            warn(f"{w['invalid']} invalid frames")
+        if w["error"]:
+            warn(f"{w['error']} failed frames")
         if stamp is None and attempts == 0:
             problems.append("no camera frames yet")
-        values = {"frames_published": self._frame_index, "drop_rate": f"{drop_rate:.3f}",
+        values = {"frames_published": s["frames"], "window_s": p.diag_window, "drop_rate": f"{drop_rate:.3f}",
+                  "frames_in_window": w["processed"], "max_latency_in_window": f"{worst:.3f}" if worst else "n/a",
                   "result_age": f"{age:.3f}" if age is not None else "n/a",
-                  "camera_skew": f"{self._last.get('skew', 0.0):.4f}", "last_error": self._last_error,
-                  **{f"latency/{k}": f"{v:.4f}" for k, v in self._last.get("timings", {}).items()},
-                  **{f"sync/{k}": str(v) for k, v in s.items()}, **{f"dropped/{k}": str(v) for k, v in c.items()}}
-        return DiagnosticStatus(level=level, name="sparsedrive: pipeline", hardware_id=p.device,
+                  "camera_skew": f"{last.get('skew', 0.0):.4f}", "last_error": s["last_error"],
+                  "clock_gap_s": f"{gap:.3f}" if gap is not None else "n/a",
+                  **{f"latency/{k}": f"{v:.4f}" for k, v in last.get("timings", {}).items()},
+                  **{f"window/{k}": str(v) for k, v in sorted(w.items()) if v},
+                  **{f"total/{k}": str(v) for k, v in sorted((s["sync_totals"] + s["totals"]).items())}}
+        hw = p.device
+        out = [DiagnosticStatus(level=level, name="sparsedrive: pipeline", hardware_id=hw,
                                 message="; ".join(problems) or "OK",
-                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])]
+        for cam, (state, why) in cameras.items():
+            lvl = DiagnosticStatus.OK if state == "active" else DiagnosticStatus.WARN
+            seen = s["camera_seen"].get(cam)
+            out.append(DiagnosticStatus(level=lvl, name=f"sparsedrive: camera {cam}", hardware_id=hw,
+                                        message=state + (f": {why}" if why else ""), values=[
+                                            KeyValue(key="state", value=state),
+                                            KeyValue(key="last_image_age_s", value="n/a" if seen is None else
+                                                     f"{(s['now'] - seen) * 1e-9:.2f}"),
+                                            KeyValue(key="missing_in_window", value=str(w[f"missing:{cam}"])),
+                                            KeyValue(key="stale_in_window", value=str(w[f"stale:{cam}"])),
+                                            KeyValue(key="rejected_in_window", value=str(w[f"rejected:{cam}"]))]))
+        return out
 
     def _publish_diagnostics(self) -> None:
-        msg = DiagnosticArray(status=[self.diagnostics()])
+        if self.params is None:
+            return
+        msg = DiagnosticArray(status=self.diagnostics_array())
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(msg)
+        self._outputs["diagnostics"].publish(msg)
+
+
+class SparseDriveNode(_SparseDriveCore, Node):
+    """The plain node: validates, builds the model and starts in the constructor (raises StartupError)."""
+
+    def __init__(self, pipeline: Optional[SparseDrivePipeline] = None, **node_kwargs):
+        Node.__init__(self, "sparsedrive", **node_kwargs)
+        try:
+            self._init_core(pipeline)
+            self._configure()
+            self._activate()
+        except BaseException as exc:
+            self.destroy_node()
+            if isinstance(exc, StartupError) or not isinstance(exc, Exception):
+                raise
+            raise StartupError(f"{type(exc).__name__}: {exc}") from None
+
+    # Older attribute names used by tests and tools.
+    @property
+    def pub_info(self):
+        return self._outputs["frame_info"]
 
     def destroy_node(self):
-        with self._slot_cv:
-            self._stop = True
-            self._slot_cv.notify()
-        self._worker.join(timeout=30)
-        return super().destroy_node()
+        self._release_all()
+        return Node.destroy_node(self)
 
 
-def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SparseDriveNode()
-    except (ValueError, OSError) as exc:  # bad parameter, missing or mismatching checkpoint: fail at start
-        rclpy.logging.get_logger("sparsedrive").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 2
+class SparseDriveLifecycleNode(_SparseDriveCore, LifecycleNode):
+    """The managed node (rclpy.lifecycle): unconfigured -> configure (validate every parameter, read the
+    calibration file, load the checkpoint) -> inactive -> activate (subscribe, publish, start the worker) ->
+    active; deactivate and cleanup release them again. A failed configure leaves it unconfigured with the
+    reason in the log. With `autostart` it walks configure + activate by itself."""
+
+    def __init__(self, pipeline: Optional[SparseDrivePipeline] = None, **node_kwargs):
+        LifecycleNode.__init__(self, "sparsedrive", **node_kwargs)
+        self.declare_parameter("autostart", False, ParameterDescriptor(
+            description="lifecycle node only: configure and activate at start (as a lifecycle manager would)"))
+        self._init_core(pipeline)
+        self.configure_error = ""
+
+    def _extra_parameters(self) -> set[str]:
+        return {"autostart"}
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:
+            self.configure_error = str(exc) if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"configure failed: {self.configure_error}")
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ""
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self):
+        self._release_all()
+        return LifecycleNode.destroy_node(self)
+
+
+def _fatal(exc: BaseException) -> int:
+    text = str(exc) if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
+    rclpy.logging.get_logger("sparsedrive").fatal(f"cannot start: {text}")
+    rclpy.try_shutdown()
+    return 2
+
+
+def _spin(node) -> int:
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -464,3 +825,28 @@ def main(args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args=None) -> int:
+    """The plain node. Exit 2 with one message when it cannot start (bad or unknown parameter, bad checkpoint)."""
+    rclpy.init(args=args)
+    try:
+        node = SparseDriveNode()
+    except Exception as exc:
+        return _fatal(exc)
+    return _spin(node)
+
+
+def lifecycle_main(args=None) -> int:
+    """The lifecycle node. With autostart:=true a failed configure exits 2 like the plain node."""
+    rclpy.init(args=args)
+    try:
+        node = SparseDriveLifecycleNode()
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.destroy_node()
+                return _fatal(StartupError(node.configure_error))
+            node.trigger_activate()
+    except Exception as exc:
+        return _fatal(exc)
+    return _spin(node)

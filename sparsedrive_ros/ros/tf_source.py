@@ -24,7 +24,10 @@ TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, hi
 
 
 class OwnTfSource:
-    """Subscribes /tf and /tf_static into a TransformBuffer."""
+    """Subscribes /tf and /tf_static into a TransformBuffer.
+
+    When /tf stamps step back by more than a second (a looped bag, a restarted player) a fresh buffer starts and
+    the previous one is kept as a fall-back for look-ups of frames still in flight from before the step."""
 
     name = "sparsedrive_ros.runtime.tf_buffer"
 
@@ -32,6 +35,9 @@ class OwnTfSource:
         from tf2_msgs.msg import TFMessage  # the real package or the project's wire-compatible stand-in
 
         self.buffer = TransformBuffer(cache_seconds=cache_seconds)
+        self._cache_seconds = cache_seconds
+        self._previous: TransformBuffer | None = None
+        self._fallback: dict[str, tuple[str, np.ndarray]] = {}
         self._newest_ns = 0
         node.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS)
         node.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS)
@@ -40,8 +46,13 @@ class OwnTfSource:
         for t in msg.transforms:
             ns = stamp_to_ns(t.header.stamp)
             if not static:
-                if ns < self._newest_ns - 1_000_000_000:  # time went backwards (bag loop): drop stale history
-                    self.buffer.clear(keep_static=True)
+                if ns < self._newest_ns - 1_000_000_000:  # time went backwards (bag loop): start over
+                    self._previous, fresh = self.buffer, TransformBuffer(cache_seconds=self._cache_seconds)
+                    for child, edge in self.buffer._edges.items():  # static transforms carry over
+                        if edge.static:
+                            fresh.set_transform_tq(edge.parent, child, 0, edge.translations[-1], edge.quaternions[-1],
+                                                   static=True)
+                    self.buffer = fresh
                     self._newest_ns = 0
                 self._newest_ns = max(self._newest_ns, ns)
             try:
@@ -49,11 +60,26 @@ class OwnTfSource:
             except ValueError:
                 pass  # a NaN transform is ignored; look-ups that need it fail with a clear TransformError
 
+    def add_fallback_static(self, parent: str, child: str, matrix: np.ndarray) -> None:
+        """A static transform from the calibration file: used only while TF has none for `child`."""
+        self._fallback[child] = (parent, matrix)
+        if child not in self.buffer.frames():
+            self.buffer.set_transform(parent, child, 0, matrix, static=True)
+
+    def _try(self, fn_name: str, *args) -> np.ndarray:
+        try:
+            return getattr(self.buffer, fn_name)(*args)
+        except TransformError:
+            previous = self._previous
+            if previous is None:
+                raise
+            return getattr(previous, fn_name)(*args)
+
     def lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
-        return self.buffer.lookup(target, source, stamp_ns)
+        return self._try("lookup", target, source, stamp_ns)
 
     def lookup_full(self, target: str, target_ns: int, source: str, source_ns: int, fixed: str) -> np.ndarray:
-        return self.buffer.lookup_full(target, target_ns, source, source_ns, fixed)
+        return self._try("lookup_full", target, target_ns, source, source_ns, fixed)
 
 
 class Tf2Source:
@@ -66,6 +92,22 @@ class Tf2Source:
 
         self.buffer = tf2_ros.Buffer(cache_time=Duration(seconds=cache_seconds))
         self._listener = tf2_ros.TransformListener(self.buffer, node, spin_thread=False)
+
+    def add_fallback_static(self, parent: str, child: str, matrix: np.ndarray) -> None:
+        """A static transform from the calibration file: used only while TF has none for `child`."""
+        if self.buffer.can_transform(parent, child, Time()):
+            return
+        from geometry_msgs.msg import TransformStamped
+
+        from sparsedrive_ros.runtime.tf_buffer import matrix_to_quat
+
+        t = TransformStamped()
+        t.header.frame_id, t.child_frame_id = parent, child
+        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = map(float, matrix[:3, 3])
+        q = matrix_to_quat(matrix[:3, :3])
+        r = t.transform.rotation
+        r.x, r.y, r.z, r.w = map(float, q)
+        self.buffer.set_transform_static(t, "calibration_file")
 
     @staticmethod
     def _time(ns: int) -> Time:

@@ -210,7 +210,11 @@ class CameraSynchronizer:
         s = self._streams[camera].stamps
         best = None
         for j in (bisect.bisect_left(s, anchor) - 1, bisect.bisect_left(s, anchor)):
-            if 0 <= j < len(s) and abs(s[j] - anchor) <= self._tol and (best is None or abs(s[j] - anchor) < abs(s[best] - anchor)):
+            if (
+                0 <= j < len(s)
+                and abs(s[j] - anchor) <= self._tol
+                and (best is None or abs(s[j] - anchor) < abs(s[best] - anchor))
+            ):
                 best = j
         return best
 

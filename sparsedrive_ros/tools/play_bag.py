@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("bag")
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--loop", action="store_true")
+    p.add_argument("--passes", type=int, default=0, help="with --loop: stop after N passes (0 = forever)")
     p.add_argument("--topic", action="append", default=[], help="topic to play (repeatable); default: all")
     p.add_argument("--no-clock", action="store_true")
     p.add_argument("--start-delay", type=float, default=0.0)
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(own)
     overrides = [
         Parameter("bag", value=a.bag), Parameter("rate", value=float(a.rate)), Parameter("loop", value=a.loop),
+        Parameter("passes", value=int(a.passes)),
         Parameter("topics", value=a.topic or [""]), Parameter("publish_clock", value=not a.no_clock),
         Parameter("start_delay", value=float(a.start_delay)),
         Parameter("wait_for_subscribers", value=float(a.wait_for_subscribers)),
