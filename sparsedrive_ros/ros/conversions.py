@@ -17,11 +17,21 @@ from nav_msgs.msg import Path
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from sparsedrive_ros.msg import (Detection3D, Detection3DArray, EgoPlan, MapElement, MapElementArray,
-                                 MotionForecast, MotionForecastArray, PlanCandidate, PredictedPath)
-from sparsedrive_ros.runtime.pipeline import DET_CLASS_NAMES, MAP_CLASS_NAMES, MAP_GROUND_Z, PipelineResult
-from sparsedrive_ros.runtime.tf_buffer import quat_to_matrix
 from sparsedrive_ros.geometry.shapes import box_corners
+from sparsedrive_ros.msg import (
+    Detection3D,
+    Detection3DArray,
+    EgoPlan,
+    MapElement,
+    MapElementArray,
+    MotionForecast,
+    MotionForecastArray,
+    PlanCandidate,
+    PredictedPath,
+)
+from sparsedrive_ros.model.config import DET_CLASS_NAMES, MAP_CLASS_NAMES
+from sparsedrive_ros.runtime.pipeline import MAP_GROUND_Z, PipelineResult
+from sparsedrive_ros.runtime.tf_buffer import quat_to_matrix
 from sparsedrive_ros.viz.messages import ImageDecodeError, decode_compressed  # noqa: F401 (the node calls conv.decode_compressed)
 
 TIME_STEP = Duration(sec=0, nanosec=500_000_000)  # 0.5 s between trajectory points (agents and ego)

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from sparsedrive_ros.geometry.projection import viewpad
-from sparsedrive_ros.model.config import DET_CLASS_NAMES, MAP_CLASS_NAMES
 from sparsedrive_ros.model.preprocess import inference_transform, preprocess_image
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveStream
 
