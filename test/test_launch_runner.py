@@ -15,12 +15,12 @@ from sparsedrive_ros.launch_runner import (
     LaunchError,
     LaunchRunner,
     PackageResolver,
+    api,
     declared_arguments,
     load_launch_description,
     plan_launch,
     real_launch_available,
 )
-from sparsedrive_ros.launch_runner import api
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch"
@@ -87,7 +87,8 @@ def test_stand_ins_do_not_leak_out_of_the_runner():
 def test_nuscenes_replay_defaults():
     plan, names, by_name, params = plan_of("nuscenes_replay.launch.py")
     assert names == ["nuscenes_replay", "sparsedrive"]
-    assert sorted(plan.skipped) == ["rviz2", "sparsedrive_recorder"]
+    # "sparsedrive" once more: the lifecycle variant of the node (lifecycle:=true) is not started.
+    assert sorted(plan.skipped) == ["rviz2", "sparsedrive", "sparsedrive_recorder"]
     node = by_name["sparsedrive"]
     assert node.required and not by_name["nuscenes_replay"].required
     assert node.param_files[0] == str(REPO / "config" / "sparsedrive.param.yaml")
@@ -107,7 +108,7 @@ def test_nuscenes_replay_arguments_reach_the_nodes(tmp_path, fake_rviz):
         "nuscenes_replay.launch.py", record="true", rviz="true", out_dir=str(tmp_path / "rec"), rate="1",
         dataroot="/data/nuscenes", device="cuda:1", checkpoint="/w/stage2.pth", use_sim_time="false")
     assert names == ["nuscenes_replay", "sparsedrive", "sparsedrive_recorder", "rviz2"]
-    assert plan.skipped == []
+    assert plan.skipped == ["sparsedrive"]  # the lifecycle variant
     assert params["nuscenes_replay"]["rate"] == 1.0 and isinstance(params["nuscenes_replay"]["rate"], float)
     assert params["nuscenes_replay"]["dataroot"] == "/data/nuscenes"
     assert params["sparsedrive"]["device"] == "cuda:1" and params["sparsedrive"]["checkpoint"] == "/w/stage2.pth"
@@ -121,7 +122,7 @@ def test_nuscenes_replay_arguments_reach_the_nodes(tmp_path, fake_rviz):
 
 def test_sparsedrive_launch_is_live_by_default():
     plan, names, _, params = plan_of("sparsedrive.launch.py")
-    assert names == ["sparsedrive"] and plan.skipped == ["rviz2"]
+    assert names == ["sparsedrive"] and plan.skipped == ["sparsedrive", "rviz2"]
     assert params["sparsedrive"]["use_sim_time"] is False
 
 
@@ -335,7 +336,7 @@ def test_launch_cli_prints_the_plan_and_rejects_bad_arguments(capsys):
     assert main(["sparsedrive_ros", "nuscenes_replay.launch.py", "--print", "record:=true", "--standin"]) == 0
     out = capsys.readouterr().out
     assert "sparsedrive (required): " in out and "nodes/sparsedrive_node --ros-args -r __node:=sparsedrive" in out
-    assert "sparsedrive_recorder: " in out and "skipped (condition false): rviz2" in out
+    assert "sparsedrive_recorder: " in out and "skipped (condition false): sparsedrive, rviz2" in out
     assert main(["sparsedrive_ros", "bag_replay.launch.py", "--show-args"]) == 0
     assert "'bag':\n        rosbag2 directory" in capsys.readouterr().out
     assert main(["sparsedrive_ros", "nuscenes_replay.launch.py", "--print", "rate=2"]) == 2

@@ -54,7 +54,7 @@ class FrameRequest:
 class PipelineResult:
     stamp_ns: int
     temporal_reset: bool
-    reset_reason: str                      # "", "start", "request", "time_backwards", "time_jump"
+    reset_reason: str                      # "", "start", "time_backwards", "time_jump", "desync", "request"
     time_since_previous: float             # s (0 after a reset)
     # Detections, K = 300, sorted by score; reference frame.
     boxes: np.ndarray                      # [K, 10] x, y, z, l, w, h, yaw, vx, vy, vz
