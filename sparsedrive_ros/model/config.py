@@ -8,8 +8,9 @@ builders in :mod:`sparsedrive_ros.model.sparsedrive` pick the stage. Sizes are c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from sparsedrive_ros.conventions import DETECTION_CLASSES, MAP_CLASSES
 
@@ -20,6 +21,7 @@ __all__ = [
     "MapHeadConfig",
     "MotionPlanConfig",
     "SparseDriveConfig",
+    "model_config_from_dict",
 ]
 
 DET_CLASS_NAMES: Tuple[str, ...] = DETECTION_CLASSES  # the model's names for the shared class orders
@@ -184,9 +186,33 @@ class SparseDriveConfig:
     def backbone_channels(self) -> Tuple[int, int, int, int]:
         """Output channels of ResNet stages C2..C5."""
         expansion = 1 if self.backbone_depth in (18, 34) else 4
-        return tuple(self.backbone_width * expansion * 2 ** i for i in range(4))  # type: ignore[return-value]
+        return tuple(self.backbone_width * expansion * 2 ** i for i in range(4))
 
     @property
     def coarsest_map_hw(self) -> Tuple[int, int]:
         """Size of the stride-32 feature map (the ego feature encoder's input)."""
         return self.image_hw[0] // 32, self.image_hw[1] // 32
+
+
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def _build(cls, data: dict):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields in checkpoint config: {sorted(unknown)}")
+    return cls(**{k: _tuplify(v) for k, v in data.items()})
+
+
+def model_config_from_dict(data: dict) -> SparseDriveConfig:
+    """Inverse of ``dataclasses.asdict(SparseDriveConfig)`` (as stored in checkpoint ``meta['config']``)."""
+    data = dict(data)
+    det = _build(DetHeadConfig, data.pop("det"))
+    mapc = _build(MapHeadConfig, data.pop("map"))
+    motion = data.pop("motion_plan")
+    motion = _build(MotionPlanConfig, motion) if motion is not None else None
+    return SparseDriveConfig(**{k: _tuplify(v) for k, v in data.items()}, det=det, map=mapc, motion_plan=motion)

@@ -3,7 +3,8 @@ motion minADE/minFDE/MR/EPA and planning L2/collision; with --tracking also the 
 
     python -m sparsedrive_ros.tools.evaluate --checkpoint FILE --data DIR --out metrics.json [--split val] [--tracking]
 
-FILE is a training checkpoint ({"state_dict", "meta": {"config", ...}}, see training/trainer.py).
+FILE is any checkpoint spec of model/model_file.py: a training checkpoint, an exported .safetensors model, an
+official .pth, empty ("") for the bundled demo model.
 --tracking scores the detections' instance ids with the official devkit's TrackingEval (AMOTA, AMOTP, RECALL,
 MOTAR, MOTA, MOTP, IDS, FRAG, ...). It needs the optional extra (scripts/setup_devkit.sh) and a split that is a
 predefined devkit split (val/train; 'all' is none); otherwise the metrics say why tracking was skipped. It is
@@ -20,9 +21,9 @@ from pathlib import Path
 import torch
 
 from sparsedrive_ros.data.nuscenes import NuScenes
+from sparsedrive_ros.model.model_file import load_model, read_model_metadata
 from sparsedrive_ros.training.dataset import scene_names_for_split
 from sparsedrive_ros.training.evaluation import evaluate_model, format_table
-from sparsedrive_ros.training.trainer import load_model_from_checkpoint
 
 
 def main(argv=None) -> int:
@@ -37,13 +38,15 @@ def main(argv=None) -> int:
     p.add_argument("--tracking", action="store_true",
                    help="also compute nuScenes tracking metrics with the official devkit (optional extra)")
     args = p.parse_args(argv)
-    if not Path(args.checkpoint).is_file():
-        raise SystemExit(f"checkpoint {args.checkpoint!r} does not exist")
-    model, meta = load_model_from_checkpoint(args.checkpoint)
+    try:
+        model, source = load_model(args.checkpoint)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"evaluate: {err}") from None
+    meta = read_model_metadata(source.path) if source.path is not None else {}
     nusc = NuScenes(args.data, args.version)
     res = evaluate_model(model, nusc, scene_names_for_split(nusc, args.split), args.device, args.max_frames,
                          tracking=args.tracking)
-    res["checkpoint"] = {"path": str(args.checkpoint), "step": meta.get("step"), "config": meta.get("config_name")}
+    res["checkpoint"] = {"path": str(source.path), "step": meta.get("step"), "name": source.name}
     Path(args.out).write_text(json.dumps(res, indent=2, default=float))
     print(format_table(res))
     return 0

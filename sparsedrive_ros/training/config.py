@@ -9,7 +9,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from sparsedrive_ros.model.config import DetHeadConfig, MapHeadConfig, MotionPlanConfig, SparseDriveConfig
+from sparsedrive_ros.model.config import (
+    DetHeadConfig,
+    MapHeadConfig,
+    MotionPlanConfig,
+    SparseDriveConfig,
+    model_config_from_dict,
+)
 from sparsedrive_ros.training.augment import AugConfig
 from sparsedrive_ros.training.criterion import LossConfig
 
@@ -173,27 +179,3 @@ def get_config(name: str) -> TrainConfig:
 
 def config_to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
-
-
-def _tuplify(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_tuplify(v) for v in value)
-    return value
-
-
-def _build(cls, data: dict):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields in checkpoint config: {sorted(unknown)}")
-    return cls(**{k: _tuplify(v) for k, v in data.items()})
-
-
-def model_config_from_dict(data: dict) -> SparseDriveConfig:
-    """Inverse of ``dataclasses.asdict(SparseDriveConfig)`` (as stored in checkpoint ``meta['config']``)."""
-    data = dict(data)
-    det = _build(DetHeadConfig, data.pop("det"))
-    mapc = _build(MapHeadConfig, data.pop("map"))
-    motion = data.pop("motion_plan")
-    motion = _build(MotionPlanConfig, motion) if motion is not None else None
-    return SparseDriveConfig(**{k: _tuplify(v) for k, v in data.items()}, det=det, map=mapc, motion_plan=motion)
