@@ -33,9 +33,12 @@ python -m sparsedrive_ros.tools.train --config demo --data "$WORK/data" --split 
 python -m sparsedrive_ros.tools.export_model --checkpoint "$WORK/train/latest.pt" \
   --out "$WORK/demo_model.safetensors"
 
-# 4. Held-out evaluation (every scene of the held-out dataroot), with the constant-velocity planning baseline.
+# 4. Held-out evaluation (all four held-out scenes), with the constant-velocity planning baseline; tracking
+#    (nuScenes devkit, `make setup-devkit`) needs a predefined split: the two scenes named like mini's val.
 python -m sparsedrive_ros.tools.evaluate --checkpoint "$WORK/demo_model.safetensors" --data "$WORK/heldout" \
-  --split all --tracking --out "$WORK/heldout_metrics.json" | tee "$WORK/heldout_eval.txt"
+  --split all --out "$WORK/heldout_metrics.json" | tee "$WORK/heldout_eval.txt"
+python -m sparsedrive_ros.tools.evaluate --checkpoint "$WORK/demo_model.safetensors" --data "$WORK/heldout" \
+  --split val --tracking --out "$WORK/heldout_val_tracking_metrics.json" | tee "$WORK/heldout_val_tracking_eval.txt"
 
 if [ "${INSTALL:-0}" = 1 ]; then
   cp "$WORK/demo_model.safetensors" "$REPO/sparsedrive_ros/assets/demo_model.safetensors"
