@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,7 @@ class SoakResult:
         return "\n".join(lines) + "\n"
 
 
-def soak(minutes: float, rate: float = 0.25, seconds: float = 2.0, width: int = 800, height: int = 450,
+def soak(minutes: float, rate: float = 0.1, seconds: float = 2.0, width: int = 800, height: int = 450,
          sample_s: float = 10.0, log=print) -> SoakResult:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -139,14 +140,20 @@ def soak(minutes: float, rate: float = 0.25, seconds: float = 2.0, width: int = 
                 executor.spin_once(timeout_sec=0.05)
                 if time.monotonic() >= next_sample:
                     result.samples.append((time.monotonic() - t0, rss_mib(), len(infos)))
+                    with node._lock:
+                        busy, resets = node.counters["busy"], node.sync.counters["time_backwards"]
                     log(f"{result.samples[-1][0]:7.0f} s  rss {result.samples[-1][1]:7.1f} MiB  "
-                        f"frames {len(infos)}")
+                        f"frames {len(infos)}  passes started {resets + 1}  busy {busy}")
                     next_sample += sample_s
                 if player.poll() is not None:
                     raise RuntimeError(f"the bag player exited with {player.returncode}")
         finally:
-            player.terminate()
-            player.wait(timeout=10)
+            player.send_signal(signal.SIGINT)
+            try:
+                player.wait(timeout=30)  # a niced process on a busy machine can take seconds to shut down
+            except subprocess.TimeoutExpired:
+                player.kill()
+                player.wait()
             result.samples.append((time.monotonic() - t0, rss_mib(), len(infos)))
             result.counters = {k: v for k, v in (node.sync.counters + node.counters).items()}
             executor.shutdown()
@@ -167,7 +174,7 @@ def soak(minutes: float, rate: float = 0.25, seconds: float = 2.0, width: int = 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--rate", type=float, default=0.25, help="bag playback rate")
+    parser.add_argument("--rate", type=float, default=0.1, help="bag playback rate (the node must keep up)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
     result = soak(args.minutes, args.rate, log=lambda s: print(s, flush=True))

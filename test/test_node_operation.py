@@ -412,8 +412,20 @@ def test_params_file_readme_and_docs_list_every_parameter_with_its_default():
     doc = yaml.safe_load((REPO / "config" / "sparsedrive.param.yaml").read_text())["/**"]["ros__parameters"]
     assert list(doc) == list(PARAMETERS), set(doc) ^ set(PARAMETERS)
     assert {k: v for k, v in doc.items()} == {k: p.default for k, p in PARAMETERS.items()}
-    for text_file in (REPO / "docs" / "node.md",):
-        text = text_file.read_text()
-        for name, p in PARAMETERS.items():
-            default = yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix("...").strip()
-            assert f"| `{name}` | `{default}` |" in text, (text_file.name, name, default)
+    node_md, readme = (REPO / "docs" / "node.md").read_text(), (REPO / "README.md").read_text()
+    for name, p in PARAMETERS.items():
+        default = yaml.safe_dump(p.default, default_flow_style=True).strip().removesuffix("...").strip()
+        assert f"| `{name}` | `{default}` | {'yes' if p.runtime else 'no'} |" in node_md, (name, default)
+        assert f"`{name}`=`{default}`" in readme, (name, default)
+
+
+def test_short_soak():
+    """The CI version of benchmarks/soak_node.py (30 min there): a looped scene for 45 s, every key frame of every
+    complete pass processed, resident memory sampled."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from soak_node import soak
+
+    result = soak(minutes=45 / 60, rate=0.25, width=320, height=180, sample_s=5.0, log=lambda s: None)
+    assert len(result.passes) >= 3 and not result.bad_passes, result.report()
+    assert all(len(p) == result.keys_per_pass for p in result.passes)
+    assert len(result.samples) >= 8 and all(m > 0 for _, m, _ in result.samples)
