@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 def bench(seconds: float, rate: float, with_ros: bool) -> None:
-    from sparsedrive_ros.data.nuscenes import NuScenes, build_frame_inputs, build_ground_truth
     from sparsedrive_ros.data.images import load_images
+    from sparsedrive_ros.data.nuscenes import NuScenes, build_frame_inputs, build_ground_truth
     from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset
     from sparsedrive_ros.tools.nuscenes_to_bag import convert
 
@@ -23,8 +23,10 @@ def bench(seconds: float, rate: float, with_ros: bool) -> None:
         t = time.perf_counter()
         ds = generate_dataset(Path(tmp) / "data", SyntheticConfig(seconds=seconds))
         gen = time.perf_counter() - t
-        print(f"generate {seconds:.1f} s scene (1600x900, {ds.num_images} images): {gen:.2f} s "
-              f"(render+encode {ds.seconds_rendering:.2f} s, {ds.seconds_rendering / ds.num_images * 1e3:.1f} ms/image)")
+        print(
+            f"generate {seconds:.1f} s scene (1600x900, {ds.num_images} images): {gen:.2f} s "
+            f"(render+encode {ds.seconds_rendering:.2f} s, {ds.seconds_rendering / ds.num_images * 1e3:.1f} ms/image)"
+        )
 
         t = time.perf_counter()
         nusc = NuScenes(ds.dataroot, ds.version)

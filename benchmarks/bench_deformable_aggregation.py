@@ -88,7 +88,7 @@ def main() -> None:
                 ref = median_ms(lambda: deformable_aggregation_reference(maps, pts, weights), args.repeats, args.device)
                 line += f"  reference={ref:.1f} ms"
             if args.check:
-                diff = (deformable_aggregation(maps, pts, weights) - deformable_aggregation_reference(maps, pts, weights))
+                diff = deformable_aggregation(maps, pts, weights) - deformable_aggregation_reference(maps, pts, weights)
                 line += f"  max|fast-ref|={diff.abs().max().item():.2e}"
         print(line, flush=True)
 

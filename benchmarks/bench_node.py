@@ -19,11 +19,10 @@ from rclpy.parameter import Parameter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from fake_rig import FakeRig  # noqa: E402
-
-from sparsedrive_ros.model.sparsedrive import build_sparsedrive, stage_config  # noqa: E402
 from nav_msgs.msg import Path  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from sparsedrive_ros.model.sparsedrive import build_sparsedrive, stage_config  # noqa: E402
 from sparsedrive_ros.msg import Detection3DArray, EgoPlan, FrameInfo, MapElementArray, MotionForecastArray  # noqa: E402
 from sparsedrive_ros.ros.sparsedrive_node import SparseDriveNode  # noqa: E402
 from sparsedrive_ros.runtime.pipeline import PipelineConfig, SparseDrivePipeline  # noqa: E402

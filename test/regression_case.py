@@ -24,8 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sparsedrive_ros.model import (DetHeadConfig, FrameInputs, MapHeadConfig, MotionPlanConfig, SparseDrive,
-                                   SparseDriveConfig, build_sparsedrive)
+from sparsedrive_ros.model import (
+    DetHeadConfig,
+    FrameInputs,
+    MapHeadConfig,
+    MotionPlanConfig,
+    SparseDrive,
+    SparseDriveConfig,
+    build_sparsedrive,
+)
 
 SEED = 20260101
 IMAGE_HW = (64, 192)

@@ -6,10 +6,10 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed: run `make setup`")
 from rosbags.rosbag2 import Reader  # noqa: E402
+from test_replay_ros import check_collected, expected_stamps, run_and_collect  # noqa: E402
 
 from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset  # noqa: E402
 from sparsedrive_ros.tools.nuscenes_to_bag import TYPESTORE, convert  # noqa: E402
-from test_replay_ros import check_collected, expected_stamps, run_and_collect  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-
 from external import shared_file
+from torch import nn
 
 from sparsedrive_ros.model.checkpoint import (
     CheckpointLoadError,
@@ -21,7 +20,6 @@ from sparsedrive_ros.model.checkpoint import (
     summarize_state_dict,
 )
 from sparsedrive_ros.tools import convert_checkpoint
-
 
 
 @pytest.fixture

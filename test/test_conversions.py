@@ -17,13 +17,29 @@ def result(k=120, m=30):
     boxes[:, 3:6] = np.abs(boxes[:, 3:6]) + 1
     traj_scores = rng.uniform(size=(k, 6))
     return PipelineResult(
-        stamp_ns=1_700_000_000_123_456_789, temporal_reset=True, reset_reason="start", time_since_previous=0.0,
-        boxes=boxes, scores=np.linspace(0.9, 0.1, k), cls_scores=np.full(k, 0.95), class_scores=rng.uniform(size=(k, 10)),
-        labels=rng.integers(0, 10, k), instance_ids=np.arange(k) + 1000, map_polylines=rng.normal(size=(m, 20, 2)),
-        map_scores=np.linspace(0.9, 0.1, m), map_labels=rng.integers(0, 3, m), trajs=rng.normal(size=(k, 6, 12, 2)),
-        traj_scores=traj_scores, tracked_frames=np.full(k, 2), plan_trajectories=rng.normal(size=(3, 6, 6, 2)),
-        plan_scores=np.array([[0.1] * 6, [0.2] * 6, [0.0, 0.5, 0.3, 0.0, 0.1, 0.1]]), plan_final=rng.normal(size=(6, 2)),
-        plan_command=2, plan_mode=1, ego_status=np.arange(10.0))
+        stamp_ns=1_700_000_000_123_456_789,
+        temporal_reset=True,
+        reset_reason="start",
+        time_since_previous=0.0,
+        boxes=boxes,
+        scores=np.linspace(0.9, 0.1, k),
+        cls_scores=np.full(k, 0.95),
+        class_scores=rng.uniform(size=(k, 10)),
+        labels=rng.integers(0, 10, k),
+        instance_ids=np.arange(k) + 1000,
+        map_polylines=rng.normal(size=(m, 20, 2)),
+        map_scores=np.linspace(0.9, 0.1, m),
+        map_labels=rng.integers(0, 3, m),
+        trajs=rng.normal(size=(k, 6, 12, 2)),
+        traj_scores=traj_scores,
+        tracked_frames=np.full(k, 2),
+        plan_trajectories=rng.normal(size=(3, 6, 6, 2)),
+        plan_scores=np.array([[0.1] * 6, [0.2] * 6, [0.0, 0.5, 0.3, 0.0, 0.1, 0.1]]),
+        plan_final=rng.normal(size=(6, 2)),
+        plan_command=2,
+        plan_mode=1,
+        ego_status=np.arange(10.0),
+    )
 
 
 def test_detections_forecasts_and_threshold():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from sparsedrive_ros.data import map_expansion as mx
-from sparsedrive_ros.geometry.shapes import resample_polyline
 from sparsedrive_ros.data.map_expansion import MapRoi, clip_polyline, polygon_union_lines, signed_area
+from sparsedrive_ros.geometry.shapes import resample_polyline
 
 
 def test_clip_polyline_splits_and_cuts():

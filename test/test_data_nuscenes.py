@@ -1,8 +1,5 @@
 """nuScenes reader on a generated dataset: walks, SparseDrive inputs (lidar2img), ground truth, map, images."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,7 +126,11 @@ def _unoccluded(frame, gt, cam, i, uv, depth):
             continue
         b = gt.boxes[j]
         cuv, cd = project_points(frame.lidar2img[cam], box_corners(b[:3], b[3:6], b[6]))
-        if (cd > 0).all() and cuv[:, 0].min() <= uv[i, 0] <= cuv[:, 0].max() and cuv[:, 1].min() <= uv[i, 1] <= cuv[:, 1].max():
+        if (
+            (cd > 0).all()
+            and cuv[:, 0].min() <= uv[i, 0] <= cuv[:, 0].max()
+            and cuv[:, 1].min() <= uv[i, 1] <= cuv[:, 1].max()
+        ):
             return False
     return True
 
@@ -143,7 +144,11 @@ def test_projected_box_centres_hit_object_colour(dataset, nusc):
             uv, depth = project_points(frame.lidar2img[cam], gt.boxes[:, :3])
             for i in range(len(gt.boxes)):
                 u, v = np.round(uv[i]).astype(int)
-                if depth[i] < 1.0 or not (0 <= u < 1600 and 0 <= v < 900) or not _unoccluded(frame, gt, cam, i, uv, depth):
+                if (
+                    depth[i] < 1.0
+                    or not (0 <= u < 1600 and 0 <= v < 900)
+                    or not _unoccluded(frame, gt, cam, i, uv, depth)
+                ):
                     continue
                 colour = np.array(dataset.instance_colors[gt.instance_tokens[i]])
                 total += 1
@@ -172,7 +177,9 @@ def test_ground_truth_boxes_velocities_futures(dataset, nusc):
     for i, token in enumerate(gt.instance_tokens):
         obj = by_colour[dataset.instance_colors[token]]
         centre, _ = world.object_pose(obj, sample["timestamp"])
-        np.testing.assert_allclose(gt.boxes[i, :3], _world_in_lidar(world, sample["timestamp"], centre[None])[0], atol=1e-6)
+        np.testing.assert_allclose(
+            gt.boxes[i, :3], _world_in_lidar(world, sample["timestamp"], centre[None])[0], atol=1e-6
+        )
         np.testing.assert_allclose(gt.boxes[i, 3:6], [obj.size_wlh[1], obj.size_wlh[0], obj.size_wlh[2]])
         # Centred difference over +-0.5 s of the world trajectory, rotated into the lidar frame.
         p0 = world.object_pose(obj, samples[0]["timestamp"])[0]
@@ -185,7 +192,9 @@ def test_ground_truth_boxes_velocities_futures(dataset, nusc):
         np.testing.assert_array_equal(gt.agent_fut_masks[i], [1.0] * n_future + [0.0] * (12 - n_future))
         future = [world.object_pose(obj, s["timestamp"])[0] for s in samples[2:]]
         expected = _world_in_lidar(world, sample["timestamp"], np.array(future))[:, :2]
-        np.testing.assert_allclose(gt.boxes[i, :2] + np.cumsum(gt.agent_fut_trajs[i, :n_future], axis=0), expected, atol=1e-6)
+        np.testing.assert_allclose(
+            gt.boxes[i, :2] + np.cumsum(gt.agent_fut_trajs[i, :n_future], axis=0), expected, atol=1e-6
+        )
 
 
 def test_ego_future_and_command(dataset, nusc, tmp_path):
@@ -195,8 +204,11 @@ def test_ego_future_and_command(dataset, nusc, tmp_path):
     path = np.cumsum(gt0.ego_fut_trajs, axis=0)
     world = dataset.worlds[0]
     lidar_origin = np.r_[LIDAR_CALIBRATION[0], 1.0]
-    expected = _world_in_lidar(world, samples[0]["timestamp"],
-                               np.array([(world.ego_to_global(s["timestamp"]) @ lidar_origin)[:3] for s in samples[1:]]))
+    expected = _world_in_lidar(
+        world,
+        samples[0]["timestamp"],
+        np.array([(world.ego_to_global(s["timestamp"]) @ lidar_origin)[:3] for s in samples[1:]]),
+    )
     np.testing.assert_allclose(path[:3], expected[:, :2], atol=1e-6)
     np.testing.assert_allclose(path[3:], np.repeat(path[2:3], 3, axis=0), atol=1e-9)  # repeated, masked
     assert path[-1, 0] <= -2.0 and build_frame_inputs(nusc, samples[0]).command == COMMAND_LEFT

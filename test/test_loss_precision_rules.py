@@ -56,7 +56,9 @@ def test_det_class_loss_divides_by_num_pos_plus_float32_eps_in_float64():
     losses = crit(outputs, gt)
     match = crit.last_decisions
     labels = torch.full((12,), 10)
-    labels[torch.as_tensor(match["match/det/0/pred_idx"])] = gt.labels[0][torch.as_tensor(match["match/det/0/target_idx"])]
+    labels[torch.as_tensor(match["match/det/0/pred_idx"])] = gt.labels[0][
+        torch.as_tensor(match["match/det/0/target_idx"])
+    ]
     expected = 2.0 * _focal_sum(outputs["raw/det/classification/0"][0], labels) / (5.0 + EPS32)
     got = losses["det_loss_cls_0"]
     assert got.dtype == F64

@@ -104,7 +104,9 @@ def _outputs(gt_box, num=6, layers=2, logit=5.0):
 def test_criterion_det_perfect_prediction_has_zero_box_loss():
     box = torch.tensor([[1.0, 2.0, 0.5, 4.0, 2.0, 1.5, 0.3, 1.0, -0.5]])
     enc = torch.cat([box[0, :3], box[0, 3:6].log(), box[0, 6:7].sin(), box[0, 6:7].cos(), box[0, 7:9]])
-    gt = GroundTruth(boxes=[box], labels=[torch.tensor([0])], map_labels=[torch.zeros(0)], map_pts=[torch.zeros(0, 20, 2)])
+    gt = GroundTruth(
+        boxes=[box], labels=[torch.tensor([0])], map_labels=[torch.zeros(0)], map_pts=[torch.zeros(0, 20, 2)]
+    )
     crit = SparseDriveCriterion(LossConfig(with_map=False, with_motion_plan=False))
     losses = crit(_outputs(enc), gt)
     assert set(losses) == {f"det_loss_{k}_{d}" for k in ("cls", "box", "cns", "yns") for d in range(2)}

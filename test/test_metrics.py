@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from external import oracle
 
+from sparsedrive_ros.geometry.shapes import box_footprint, resample_polyline
 from sparsedrive_ros.training.metrics import detection as D
 from sparsedrive_ros.training.metrics.map import MapSample, chamfer_distance, evaluate_map
 from sparsedrive_ros.training.metrics.motion import MotionSample, evaluate_motion
-from sparsedrive_ros.geometry.shapes import box_footprint, resample_polyline
 from sparsedrive_ros.training.metrics.planning import PlanningSample, boxes_overlap, evaluate_planning
 
 
@@ -87,8 +87,11 @@ def test_detection_matches_nuscenes_devkit():
 
     rng = np.random.default_rng(3)
     gt = _gt_scene(4)
-    preds = [_as_pred(b, dx=float(rng.normal(0, 0.8)), score=float(rng.uniform()), yaw=b.yaw + float(rng.normal(0, 0.3)))
-             for b in gt if rng.uniform() < 0.8]
+    preds = [
+        _as_pred(b, dx=float(rng.normal(0, 0.8)), score=float(rng.uniform()), yaw=b.yaw + float(rng.normal(0, 0.3)))
+        for b in gt
+        if rng.uniform() < 0.8
+    ]
 
     def to_devkit(boxes, is_gt):
         eb = EvalBoxes()
@@ -118,7 +121,9 @@ def test_detection_matches_nuscenes_devkit():
     metrics = DetectionMetrics(cfg)
     for cls in cfg.class_names:
         for th in cfg.dist_ths:
-            metrics.add_label_ap(cls, th, algo.calc_ap(algo.accumulate(gt_eb, pred_eb, cls, center_distance, th), 0.1, 0.1))
+            metrics.add_label_ap(
+                cls, th, algo.calc_ap(algo.accumulate(gt_eb, pred_eb, cls, center_distance, th), 0.1, 0.1)
+            )
         ref = algo.accumulate(gt_eb, pred_eb, cls, center_distance, cfg.dist_th_tp)
         for m in ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err"):
             undefined = (cls == "traffic_cone" and m in ("attr_err", "vel_err", "orient_err")) or (
@@ -145,7 +150,9 @@ def test_map_ap_perfect_and_shifted():
     res = evaluate_map(gts, shifted)
     assert res["AP"]["divider"] == {"0.5": 0.0, "1.0": pytest.approx(1.0), "1.5": pytest.approx(1.0)}
     # a reversed polyline has the same chamfer distance
-    assert chamfer_distance(resample_polyline(_line(1), 200), resample_polyline(_line(1)[::-1], 200)) == pytest.approx(0.0)
+    assert chamfer_distance(resample_polyline(_line(1), 200), resample_polyline(_line(1)[::-1], 200)) == pytest.approx(
+        0.0
+    )
 
 
 def test_map_duplicate_prediction_is_false_positive():

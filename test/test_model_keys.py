@@ -4,14 +4,10 @@
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
 from external import shared_file
 
 from sparsedrive_ros.model import SparseDriveConfig, build_sparsedrive, stage_config

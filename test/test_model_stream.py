@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from sparsedrive_ros.model import (DetHeadConfig, FrameInputs, MapHeadConfig, MotionPlanConfig, SparseDriveConfig,
-                                   SparseDriveStream, build_sparsedrive)
+from sparsedrive_ros.model import (
+    DetHeadConfig,
+    FrameInputs,
+    MapHeadConfig,
+    MotionPlanConfig,
+    SparseDriveConfig,
+    SparseDriveStream,
+    build_sparsedrive,
+)
 
 T0 = 1533151603.0
 IMAGE_HW = (64, 192)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from external import shared_file, shared_folder
 
 from sparsedrive_ros.tools.infer_npz import iter_frames, load_model, run

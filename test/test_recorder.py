@@ -17,8 +17,17 @@ import yaml
 
 from sparsedrive_ros.runtime.tf_buffer import matrix_to_quat
 from sparsedrive_ros.viz.draw import DETECTION_COLORS
-from sparsedrive_ros.viz.recording import (CAMERA_NAMES, FRAME_TOPICS, FrameAssembler, Recording, RecorderConfig,
-                                           installed_type_hashes, package_typestore, render_bag, verify_type_hashes)
+from sparsedrive_ros.viz.recording import (
+    CAMERA_NAMES,
+    FRAME_TOPICS,
+    FrameAssembler,
+    RecorderConfig,
+    Recording,
+    installed_type_hashes,
+    package_typestore,
+    render_bag,
+    verify_type_hashes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_533_000_000 * 10**9 + 250_000_000  # ns
@@ -69,8 +78,12 @@ def point(store, x, y, z, typename="geometry_msgs/msg/Point"):
 
 def transform(store, parent, child, stamp, matrix):
     q = matrix_to_quat(matrix[:3, :3])
-    tf = build(store, "geometry_msgs/msg/Transform", translation=point(store, *matrix[:3, 3], "geometry_msgs/msg/Vector3"),
-               rotation=build(store, "geometry_msgs/msg/Quaternion", x=q[0], y=q[1], z=q[2], w=q[3]))
+    tf = build(
+        store,
+        "geometry_msgs/msg/Transform",
+        translation=point(store, *matrix[:3, 3], "geometry_msgs/msg/Vector3"),
+        rotation=build(store, "geometry_msgs/msg/Quaternion", x=q[0], y=q[1], z=q[2], w=q[3]),
+    )
     return build(store, "geometry_msgs/msg/TransformStamped", header=header(store, stamp, parent),
                  child_frame_id=child, transform=tf)
 
@@ -245,8 +258,8 @@ def test_assembler_hands_frames_on_in_stamp_order_complete_or_not(store):
 def test_recorder_node_records_published_bytes(tmp_path, ros_env, store):
     rclpy = pytest.importorskip("rclpy", reason="rclpy not installed: run `make setup`")
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
     from ros_helpers import RosContext, spin_until
+
     from sparsedrive_ros.ros.recorder import message_class
 
     out_dir = tmp_path / "rec"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from regression_case import FIXTURE, run_case
 
 RTOL = 1e-9  # float64 on CPU: summation order across BLAS builds moves results by ~1e-13 at most

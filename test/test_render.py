@@ -2,9 +2,20 @@
 import numpy as np
 import pytest
 
-from sparsedrive_ros.viz import (BevView, Boxes, CameraView, FrameOutputs, MapElements, ObjectForecast, Plan,
-                                 camera_mosaic, project, render_bev, render_camera_overlay)
 from sparsedrive_ros.geometry.shapes import box_corners
+from sparsedrive_ros.viz import (
+    BevView,
+    Boxes,
+    CameraView,
+    FrameOutputs,
+    MapElements,
+    ObjectForecast,
+    Plan,
+    camera_mosaic,
+    project,
+    render_bev,
+    render_camera_overlay,
+)
 from sparsedrive_ros.viz.draw import DETECTION_COLORS, MAP_COLORS, PLAN_COLOR
 
 CAR = np.array(DETECTION_COLORS[0])

@@ -10,12 +10,12 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed: run `make setup`")
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_helpers import RosContext, spin_until  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import UInt8  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
-from ros_helpers import RosContext, spin_until  # noqa: E402
 from sparsedrive_ros.data.nuscenes import CAMERA_ORDER, NuScenes, build_frame_inputs  # noqa: E402
 from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset  # noqa: E402
 

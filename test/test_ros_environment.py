@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed: run `make setup`")
+from peer_publisher import make_image  # noqa: E402
+from ros_helpers import RosContext, spin_until  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from sparsedrive_ros.msg import Detection3DArray  # noqa: E402
-
-from peer_publisher import make_image  # noqa: E402
-from ros_helpers import RosContext, spin_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 HERE = Path(__file__).resolve().parent
@@ -66,9 +65,11 @@ def test_custom_message_and_large_image_cross_processes(ros_env):
 
 
 def test_model_core_imports_no_rclpy():
-    code = ("import sys; import sparsedrive_ros.model, sparsedrive_ros.data, sparsedrive_ros.geometry, "
-            "sparsedrive_ros.training; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'rcl_interfaces')); "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; import sparsedrive_ros.model, sparsedrive_ros.data, sparsedrive_ros.geometry, "
+        "sparsedrive_ros.training; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'rcl_interfaces')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=HERE.parent, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

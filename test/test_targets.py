@@ -10,7 +10,9 @@ from sparsedrive_ros.training import targets as T
 
 def _gt_boxes():
     # [x, y, z, l, w, h, yaw, vx, vy], lidar frame
-    return torch.tensor([[5.0, 10.0, 0.0, 4.0, 2.0, 1.5, 0.2, 1.0, 0.0], [-8.0, 3.0, 0.5, 0.5, 0.5, 1.0, 1.0, 0.0, 0.0]])
+    return torch.tensor(
+        [[5.0, 10.0, 0.0, 4.0, 2.0, 1.5, 0.2, 1.0, 0.0], [-8.0, 3.0, 0.5, 0.5, 0.5, 1.0, 1.0, 0.0, 0.0]]
+    )
 
 
 def _pred_from(enc):
@@ -57,7 +59,9 @@ def test_traffic_cone_has_no_yaw_weight():
 
 
 def test_empty_gt_gives_all_background():
-    out = T.assign_det(torch.zeros(1, 5, 10), torch.zeros(1, 5, 11), [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, 9)])
+    out = T.assign_det(
+        torch.zeros(1, 5, 10), torch.zeros(1, 5, 11), [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, 9)]
+    )
     assert (out.cls_target == 10).all() and (out.reg_weights == 0).all()
 
 

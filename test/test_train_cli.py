@@ -38,7 +38,7 @@ def test_train_resume_and_evaluate(data_root, tmp_path):
     weights = load_checkpoint(work / "latest.pt")
     assert set(weights) == set(ckpt["state_dict"])
     _run(*common, "--max-steps", "3")  # resumes at step 2 and runs one more
-    lines = [json.loads(l) for l in (work / "log.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2, 3]
     for r in lines:
         terms = {k: v for k, v in r.items() if "loss_" in k}
@@ -80,7 +80,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(data_root, tmp_path):
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
-    steps = [json.loads(l)["step"] for l in log.read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     ckpt = torch.load(work / "latest.pt", weights_only=True)
     assert ckpt["meta"]["step"] == steps[-1] >= 2 and steps == list(range(1, steps[-1] + 1))
     assert f"SIGTERM: stopped at step {steps[-1]}" in err

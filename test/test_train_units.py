@@ -9,15 +9,17 @@ import pytest
 import torch
 
 from sparsedrive_ros.data.nuscenes import FrameGroundTruth
+from sparsedrive_ros.geometry.shapes import resample_polyline
 from sparsedrive_ros.training import augment as A
 from sparsedrive_ros.training.config import config_to_dict, get_config, model_config_from_dict
-from sparsedrive_ros.geometry.shapes import resample_polyline
 from sparsedrive_ros.training.dataset import filter_gt
 from sparsedrive_ros.training.trainer import build_optimizer, lr_factor
 
 
 def test_lr_schedule_warmup_and_cosine():
-    f = lambda s: lr_factor(s, 1000, 100, 1 / 3, 1e-3)
+    def f(step):
+        return lr_factor(step, 1000, 100, 1 / 3, 1e-3)
+
     assert f(0) == pytest.approx(1 / 3, rel=1e-3)  # warm-up starts at lr/3
     assert f(50) == pytest.approx((1 - (2 / 3) * 0.5) * (1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * 0.05))))
     assert f(100) == pytest.approx(1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * 0.1)))
@@ -114,11 +116,19 @@ def test_resample_polyline_and_closed_rings():
 def _gt(boxes, labels, pts, vel=None):
     k = len(boxes)
     return FrameGroundTruth(
-        boxes=np.asarray(boxes, float), velocities=np.zeros((k, 2)) if vel is None else np.asarray(vel, float),
-        names=tuple("car" for _ in range(k)), labels=np.asarray(labels), instance_tokens=tuple(str(i) for i in range(k)),
-        instance_ids=np.arange(k), num_lidar_pts=np.asarray(pts), num_radar_pts=np.zeros(k, int),
-        agent_fut_trajs=np.zeros((k, 12, 2)), agent_fut_masks=np.ones((k, 12)), ego_fut_trajs=np.zeros((6, 2)),
-        ego_fut_masks=np.ones(6), ego_fut_cmd=np.array([0.0, 0.0, 1.0]),
+        boxes=np.asarray(boxes, float),
+        velocities=np.zeros((k, 2)) if vel is None else np.asarray(vel, float),
+        names=tuple("car" for _ in range(k)),
+        labels=np.asarray(labels),
+        instance_tokens=tuple(str(i) for i in range(k)),
+        instance_ids=np.arange(k),
+        num_lidar_pts=np.asarray(pts),
+        num_radar_pts=np.zeros(k, int),
+        agent_fut_trajs=np.zeros((k, 12, 2)),
+        agent_fut_masks=np.ones((k, 12)),
+        ego_fut_trajs=np.zeros((6, 2)),
+        ego_fut_masks=np.ones(6),
+        ego_fut_cmd=np.array([0.0, 0.0, 1.0]),
         map_polylines={"divider": [np.array([[0.0, -10.0], [0.0, 10.0]])], "boundary": [np.zeros((1, 2))]},
     )
 
@@ -159,7 +169,9 @@ def test_backbone_weights_load_from_torchvision_layout(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "r18.pth")
     model = build_sparsedrive(2, cfg)
     load_backbone_weights(model, str(tmp_path / "r18.pth"))
-    torch.testing.assert_close(model.img_backbone.state_dict()["layer1.0.conv1.weight"], ref.state_dict()["layer1.0.conv1.weight"])
+    torch.testing.assert_close(
+        model.img_backbone.state_dict()["layer1.0.conv1.weight"], ref.state_dict()["layer1.0.conv1.weight"]
+    )
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises((ValueError, RuntimeError)):
         load_backbone_weights(model, str(tmp_path / "bad.pth"))

@@ -13,8 +13,8 @@ from sparsedrive_ros.data.nuscenes import (
     CAMERA_ORDER,
     DETECTION_CLASSES,
     FrameGroundTruth,
-    SampleInputs,
     NuScenes,
+    SampleInputs,
     build_frame_inputs,
     build_ground_truth,
 )

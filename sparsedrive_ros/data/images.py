@@ -23,7 +23,7 @@ def load_image(path: str | Path) -> NDArray[np.uint8]:
     image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageLoadError(f"camera image {str(file)!r} is corrupt or not an image ({raw.size} bytes)")
-    return image
+    return np.asarray(image, dtype=np.uint8)
 
 
 def load_images(paths: list[str] | tuple[str, ...]) -> NDArray[np.uint8]:

@@ -18,8 +18,6 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from sparsedrive_ros.conventions import MAP_CLASSES
-
 F64 = NDArray[np.float64]
 BOUNDARY_SHRINK_M = 0.2
 # Slivers left by floating-point seams between abutting polygons (shared edges whose vertices differ).

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from sparsedrive_ros.data.can_bus import CanBus
 from sparsedrive_ros.conventions import CAMERA_ORDER, DETECTION_CLASSES, LIDAR_CHANNEL, MAP_CLASSES
+from sparsedrive_ros.data.can_bus import CanBus
 from sparsedrive_ros.data.map_expansion import MapRoi, VectorMap, extract_map_elements
 from sparsedrive_ros.geometry import (
     image_transform_matrix,
@@ -377,15 +377,16 @@ def build_ground_truth(nusc: NuScenes, sample: Record, map_roi: MapRoi = MapRoi(
     k = len(anns)
     boxes, vels = np.zeros((k, 7)), np.zeros((k, 2))
     fut, fut_mask = np.zeros((k, AGENT_FUTURE_STEPS, 2)), np.zeros((k, AGENT_FUTURE_STEPS))
-    names, labels = [], np.full(k, -1, dtype=np.int64)
+    names: list[str] = []
+    labels = np.full(k, -1, dtype=np.int64)
     for i, ann in enumerate(anns):
         centre, yaw = _box_in_lidar(ann, to_lidar)
-        w, l, h = ann["size"]
-        boxes[i] = [*centre, l, w, h, float(wrap_angle(yaw))]
+        width, length, height = ann["size"]
+        boxes[i] = [*centre, length, width, height, float(wrap_angle(yaw))]
         vels[i] = (to_lidar[:3, :3] @ box_velocity_global(nusc, ann))[:2]
         fut[i], fut_mask[i] = _agent_future(nusc, ann, centre, to_lidar)
         category = nusc.get("category", nusc.get("instance", ann["instance_token"])["category_token"])["name"]
-        name = CATEGORY_TO_DETECTION.get(category, category)
+        name = str(CATEGORY_TO_DETECTION.get(category, category))
         names.append(name)
         if name in DETECTION_CLASSES:
             labels[i] = DETECTION_CLASSES.index(name)

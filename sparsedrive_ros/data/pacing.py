@@ -38,7 +38,8 @@ class Pacer:
         """Sleep until ``stamp_ns`` is due; False when stopped meanwhile."""
         if self._origin_ns is None:
             self.restart(stamp_ns)
-        target = self._origin_wall + (stamp_ns - self._origin_ns) / 1e9 / self.rate
+        origin_ns = stamp_ns if self._origin_ns is None else self._origin_ns
+        target = self._origin_wall + (stamp_ns - origin_ns) / 1e9 / self.rate
         while not self.stop.is_set():
             remaining = target - self.clock()
             if remaining <= 0:

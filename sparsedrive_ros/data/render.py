@@ -67,7 +67,9 @@ def build_static_scene(road: Road, s_lo: float, s_hi: float, crossings: list[tup
         dashes = [_strip(road, s, s + 3.0, d - 0.075, d + 0.075, 3.0) for s in np.arange(s_lo, s_hi - 3.0, 9.0)]
         layers.append((np.concatenate(dashes), WHITE_BGR))
     for s_start, length in crossings:  # zebra stripes across the road
-        stripes = [_strip(road, s_start, s_start + length, d, d + 0.5, length) for d in np.arange(-half + 0.5, half - 0.5, 1.0)]
+        stripes = [
+            _strip(road, s_start, s_start + length, d, d + 0.5, length) for d in np.arange(-half + 0.5, half - 0.5, 1.0)
+        ]
         layers.append((np.concatenate(stripes), WHITE_BGR))
     quads = np.concatenate([q for q, _ in layers])
     colors = np.concatenate([np.tile(np.asarray(c, np.uint8), (len(q), 1)) for q, c in layers])
@@ -122,7 +124,7 @@ def _draw_polygons(image: NDArray[np.uint8], cam_polys: F64, colors: NDArray[np.
 @lru_cache(maxsize=4)
 def _sky(height: int, width: int) -> NDArray[np.uint8]:
     # cv2.merge of constant planes: numpy's broadcast fill of a 3-channel image is ~15x slower.
-    return cv2.merge([np.full((height, width), c, np.uint8) for c in SKY_BGR])
+    return np.asarray(cv2.merge([np.full((height, width), c, np.uint8) for c in SKY_BGR]), np.uint8)
 
 
 def render_camera(world: World, static: StaticScene, camera: CameraModel, t_us: int
@@ -145,7 +147,9 @@ def render_camera(world: World, static: StaticScene, camera: CameraModel, t_us: 
         dist = float(np.linalg.norm(centre[:2] - origin[:2]))
         if dist > MAX_RANGE_M:
             continue
-        boxes.append(box_corners(centre, (obj.size_wlh[1], obj.size_wlh[0], obj.size_wlh[2]), yaw)[BOX_FACES])  # [6, 4, 3]
+        boxes.append(
+            box_corners(centre, (obj.size_wlh[1], obj.size_wlh[0], obj.size_wlh[2]), yaw)[BOX_FACES]
+        )  # [6, 4, 3]
         box_colors.append(obj.color_bgr)
         dists.append(dist)
     for i in np.argsort(dists)[::-1]:  # far to near

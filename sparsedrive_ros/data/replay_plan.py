@@ -118,7 +118,7 @@ def build_scene_plan(nusc: NuScenes, scene: Record, channels: tuple[str, ...] = 
         for sd in nusc.channel_stream(scene, ch):
             k = nusc.intrinsic(sd)
             events.append(CameraFrame(sd["timestamp"], ch, str(nusc.dataroot / sd["filename"]),
-                                      tuple(tuple(float(v) for v in row) for row in k), int(sd["width"]),
+                                      tuple((float(r[0]), float(r[1]), float(r[2])) for r in k), int(sd["width"]),
                                       int(sd["height"]), bool(sd["is_key_frame"])))
             if sd["timestamp"] not in pose_stamps:
                 pose_stamps.add(sd["timestamp"])

@@ -133,7 +133,7 @@ def _hue_colors(n: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
     hues = (np.arange(n) * 180.0 / n).astype(np.uint8)[rng.permutation(n)]
     hsv = np.stack([hues, np.full(n, 235, np.uint8), np.full(n, 225, np.uint8)], axis=1)[None]
     bgr = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]
-    return [tuple(int(c) for c in col) for col in bgr]
+    return [(int(col[0]), int(col[1]), int(col[2])) for col in bgr]
 
 
 def _object_specs(cfg: SyntheticConfig, rng: np.random.Generator) -> list[ObjectSpec]:
@@ -231,6 +231,8 @@ class _DatasetWriter:
         tokens = {}
         for ch in (*CAMERA_ORDER, LIDAR_CHANNEL):
             token = self.tok("calibrated_sensor", scene_idx, ch)
+            trans: tuple[float, ...]
+            rot: tuple[float, ...]
             if ch == LIDAR_CHANNEL:
                 trans, rot, intrinsic = LIDAR_CALIBRATION[0], LIDAR_CALIBRATION[1], []
             else:

@@ -2,8 +2,6 @@
 targets and renderers share."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -31,13 +29,13 @@ def resample_polyline(points: ArrayLike, num: int) -> F64:
     return out
 
 
-def box_corners(center: Sequence[float], size: Sequence[float], yaw: float) -> F64:
+def box_corners(center: ArrayLike, size: ArrayLike, yaw: float) -> F64:
     """[8, 3] corners of a box: ``size`` = (length along the heading, width, height), ``yaw`` about +z from +x.
 
     Bottom face 0-3 then top face 4-7, each going front-left, front-right, rear-right, rear-left; so 0-1 is
     the front edge and every face is a convex cycle.
     """
-    length, width, height = (float(s) for s in size)
+    length, width, height = (float(s) for s in np.asarray(size, dtype=np.float64).reshape(3))
     foot = box_footprint(0.0, 0.0, length, width, yaw)  # [4, 2]
     z = np.array([-0.5, 0.5]) * height
     corners = np.concatenate([np.column_stack([foot, np.full(4, z[0])]), np.column_stack([foot, np.full(4, z[1])])])

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, TextIO
 
 from .api import LaunchError
-from .evaluate import LaunchPlan, ProcessSpec, declared_arguments, load_launch_description, parse_cli_arguments, plan_launch
+from .evaluate import (
+    LaunchPlan,
+    ProcessSpec,
+    declared_arguments,
+    load_launch_description,
+    parse_cli_arguments,
+    plan_launch,
+)
 from .packages import PackageResolver
 from .process import ProcessGroup
 
@@ -28,8 +35,9 @@ __all__ = ["LaunchError", "LaunchPlan", "LaunchRunner", "PackageResolver", "Proc
 def real_launch_available() -> bool:
     """True when ROS 2 `launch` and `launch_ros` are importable (not PyPI `launch` 0.1.3, not a launch/ dir)."""
     try:
-        import launch
         import launch_ros.actions
+
+        import launch
     except ImportError:
         return False
     return hasattr(launch, "LaunchDescription") and hasattr(launch, "LaunchService") \

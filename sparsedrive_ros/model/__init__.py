@@ -19,13 +19,19 @@ time by <= 2 s is accepted as the original does); ``SparseDriveStream(max_time_g
 adds hard resets for robots.
 """
 
-from .config import DET_CLASS_NAMES, MAP_CLASS_NAMES, DetHeadConfig, MapHeadConfig, MotionPlanConfig
-from .config import SparseDriveConfig
 from .box3d import BoxDetections
-from .point3d import MapElements
+from .config import DET_CLASS_NAMES, MAP_CLASS_NAMES, DetHeadConfig, MapHeadConfig, MotionPlanConfig, SparseDriveConfig
 from .motion_decoders import MotionForecast, PlanningResult
-from .sparsedrive import (FrameInputs, SparseDrive, SparseDriveOutput, SparseDriveState, SparseDriveStream,
-                          build_sparsedrive, stage_config)
+from .point3d import MapElements
+from .sparsedrive import (
+                          FrameInputs,
+                          SparseDrive,
+                          SparseDriveOutput,
+                          SparseDriveState,
+                          SparseDriveStream,
+                          build_sparsedrive,
+                          stage_config,
+)
 
 __all__ = [
     "DET_CLASS_NAMES",

@@ -7,7 +7,7 @@ Parameter names follow the original (mmdet ResNet = torchvision names without ``
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -71,8 +71,10 @@ class ResNetTrunk(nn.Module):
         if depth not in _RESNETS:
             raise ValueError(f"ResNet depth must be one of {sorted(_RESNETS)}, got {depth}")
         net = _RESNETS[depth](weights=None) if width == 64 else _narrow_resnet(depth, width)
-        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        parts = dict(net.named_children())
+        self.conv1, self.bn1, self.relu, self.maxpool = parts["conv1"], parts["bn1"], parts["relu"], parts["maxpool"]
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            cast(nn.Sequential, parts[f"layer{i}"]) for i in (1, 2, 3, 4))
         # Training option (mmdet's with_cp): keep only each residual block's input and recompute the block in
         # the backward pass, trading ~30 % more backbone time for most of its activation memory. The recompute
         # runs training-mode BatchNorm a second time, so running statistics take two momentum updates per
@@ -89,7 +91,8 @@ class ResNetTrunk(nn.Module):
         if self.training:
             raise RuntimeError("fuse_batchnorm() needs eval mode: training BatchNorm uses batch statistics")
         fuse = torch.nn.utils.fusion.fuse_conv_bn_eval
-        self.conv1, self.bn1 = fuse(self.conv1, self.bn1), nn.Identity()
+        if isinstance(self.conv1, nn.Conv2d) and isinstance(self.bn1, nn.BatchNorm2d):
+            self.conv1, self.bn1 = fuse(self.conv1, self.bn1), nn.Identity()
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in layer:
                 for i in (1, 2, 3):
@@ -97,8 +100,10 @@ class ResNetTrunk(nn.Module):
                     if conv is not None and isinstance(bn, nn.BatchNorm2d):
                         setattr(block, f"conv{i}", fuse(conv, bn))
                         setattr(block, f"bn{i}", nn.Identity())
-                if block.downsample is not None and isinstance(block.downsample[1], nn.BatchNorm2d):
-                    block.downsample = nn.Sequential(fuse(block.downsample[0], block.downsample[1]))
+                down = getattr(block, "downsample", None)
+                if isinstance(down, nn.Sequential) and isinstance(down[0], nn.Conv2d) \
+                        and isinstance(down[1], nn.BatchNorm2d):
+                    block.downsample = nn.Sequential(fuse(down[0], down[1]))
 
     def forward(self, x: Tensor) -> List[Tensor]:
         """[N, 3, H, W] -> [C2 [N, c2, H/4, W/4], C3, C4, C5 [N, c5, H/32, W/32]]."""

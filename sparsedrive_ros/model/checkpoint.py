@@ -8,6 +8,7 @@ file cannot run code.
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import struct
@@ -55,7 +56,9 @@ class CheckpointMismatchError(ValueError):
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected, max_listed)}")
         if shape_conflicts:
-            described = [f"{name} (checkpoint {list(got)} vs expected {list(want)})" for name, got, want in shape_conflicts]
+            described = [
+                f"{name} (checkpoint {list(got)} vs expected {list(want)})" for name, got, want in shape_conflicts
+            ]
             parts.append(f"{len(shape_conflicts)} shape conflict(s): {_listing(described, max_listed)}")
         super().__init__("state dict does not match the model: " + "; ".join(parts))
 
@@ -85,7 +88,7 @@ def _is_safetensors(path: Path) -> bool:
     return head[8:9] == b"{" and 0 < header_len < path.stat().st_size
 
 
-def _numpy_safe_globals() -> list[tuple[Any, str]]:
+def _numpy_safe_globals() -> list[Any]:
     """numpy's array/scalar/dtype rebuilders, under the names numpy 1.x and 2.x pickles use.
 
     mmcv/mmdet checkpoints may keep numpy values in ``meta`` (e.g. the seed); these rebuilders only make arrays
@@ -94,10 +97,10 @@ def _numpy_safe_globals() -> list[tuple[Any, str]]:
     import numpy as np
 
     try:
-        from numpy._core import multiarray
+        multiarray = importlib.import_module("numpy._core.multiarray")
     except ImportError:  # numpy < 2
-        from numpy.core import multiarray
-    entries: list[tuple[Any, str]] = [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype")]
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    entries: list[Any] = [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype")]
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         entries += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
     dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes as numpy.dtypes.XDType
@@ -131,7 +134,9 @@ def _extract_state_dict(obj: Any, path: Path) -> Mapping[str, Any]:
 
 
 def _strip_wrapper_prefix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return {name[len(_WRAPPER_PREFIX):] if name.startswith(_WRAPPER_PREFIX) else name: t for name, t in state_dict.items()}
+    return {
+        name[len(_WRAPPER_PREFIX) :] if name.startswith(_WRAPPER_PREFIX) else name: t for name, t in state_dict.items()
+    }
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict[str, Tensor]:
@@ -163,8 +168,9 @@ def load_checkpoint(path: Union[str, Path]) -> dict[str, Tensor]:
     return _strip_wrapper_prefix(state_dict)
 
 
-def save_safetensors(state_dict: Mapping[str, Tensor], path: Union[str, Path],
-                     metadata: Mapping[str, str] | None = None) -> None:
+def save_safetensors(
+    state_dict: Mapping[str, Tensor], path: Union[str, Path], metadata: Mapping[str, str] | None = None
+) -> None:
     """Write ``state_dict`` as safetensors (tensors are made contiguous and unshared first)."""
     from safetensors.torch import save_file
 
@@ -213,7 +219,9 @@ def check_state_dict(state_dict: Mapping[str, Tensor], expected: ExpectedShapes,
     missing = sorted(name for name in want if name not in state_dict)
     unexpected = sorted(name for name in state_dict if name not in want)
     conflicts = sorted(
-        (name, tuple(t.shape), want[name]) for name, t in state_dict.items() if name in want and tuple(t.shape) != want[name]
+        (name, tuple(t.shape), want[name])
+        for name, t in state_dict.items()
+        if name in want and tuple(t.shape) != want[name]
     )
     if missing or unexpected or conflicts:
         raise CheckpointMismatchError(missing, unexpected, conflicts, max_listed)
@@ -241,14 +249,20 @@ class CheckpointSummary:
     fix_scale: dict[str, list] = field(default_factory=dict)  # key -> values (nested lists)
 
     def format(self) -> str:
-        lines = [f"tensors: {self.num_tensors}", f"total numbers (params + buffers): {self.total_numel:,}",
-                 f"detected stage: {self.stage}" + (" (head.motion_plan_head.* present)" if self.stage == 2 else "")]
-        lines += [f"  {module:<28} {count:>5} tensors {numel:>13,} numbers" for module, (count, numel) in self.per_module.items()]
+        lines = [
+            f"tensors: {self.num_tensors}",
+            f"total numbers (params + buffers): {self.total_numel:,}",
+            f"detected stage: {self.stage}" + (" (head.motion_plan_head.* present)" if self.stage == 2 else ""),
+        ]
+        lines += [
+            f"  {module:<28} {count:>5} tensors {numel:>13,} numbers"
+            for module, (count, numel) in self.per_module.items()
+        ]
         distinct: dict[str, list[str]] = defaultdict(list)
         for name, values in self.fix_scale.items():
             distinct[json.dumps(_rounded(values))].append(name)
-        for values, names in distinct.items():
-            lines.append(f"fix_scale {_listing(names, 2)} = {values}")
+        for text, names in distinct.items():
+            lines.append(f"fix_scale {_listing(names, 2)} = {text}")
         return "\n".join(lines)
 
 
@@ -262,7 +276,9 @@ def summarize_state_dict(state_dict: Mapping[str, Tensor]) -> CheckpointSummary:
         entry = per_module[_module_of(name)]
         entry[0] += 1
         entry[1] += tensor.numel()
-    fix_scale = {name: t.tolist() for name, t in state_dict.items() if name.endswith("fix_scale") and t.device.type != "meta"}
+    fix_scale = {
+        name: t.tolist() for name, t in state_dict.items() if name.endswith("fix_scale") and t.device.type != "meta"
+    }
     return CheckpointSummary(
         num_tensors=len(state_dict),
         total_numel=sum(t.numel() for t in state_dict.values()),

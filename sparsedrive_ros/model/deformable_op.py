@@ -17,7 +17,7 @@ camera or degenerate projections produce them) and receive zero gradient.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,9 @@ def valid_sample_mask(points: Tensor) -> Tensor:
     return (u > 0) & (u < 1) & (v > 0) & (v < 1)
 
 
-def _check_inputs(feature_maps: Sequence[Tensor], points: Tensor, weights: Tensor) -> tuple[int, int, int, int, int, int]:
+def _check_inputs(
+    feature_maps: Sequence[Tensor], points: Tensor, weights: Tensor
+) -> tuple[int, int, int, int, int, int]:
     if len(feature_maps) == 0:
         raise ValueError("feature_maps must hold at least one level, got an empty sequence")
     first = feature_maps[0]
@@ -176,13 +178,15 @@ def _aggregate_chunk(
     row_start = torch.cumsum(counts, dim=0) - counts
     group_ids = torch.arange(groups, device=points.device)
     offsets = ((group_ids[:, None] * num_samples + row_start[None]) * 4).reshape(-1)  # bag (g, row)
-    total = None
+    total: Optional[Tensor] = None
     for level, (table, (height, width)) in enumerate(zip(tables, level_shapes)):
         pixels, coef = _bilinear_corners(points, camera_index * (height * width), height, width)  # [K, 4]
         entries = (pixels[None] * groups + group_ids[:, None, None]).reshape(-1)  # [G*K*4]
         entry_weights = (coef[None] * weights[:, level].T[..., None]).reshape(-1)  # [G*K*4]
         summed = F.embedding_bag(entries, table, offsets, mode="sum", per_sample_weights=entry_weights)
         total = summed if total is None else total + summed
+    if total is None:
+        raise ValueError("deformable aggregation needs at least one feature level")
     return total.view(groups, num_rows, -1)
 
 

@@ -88,16 +88,18 @@ class InstanceBank(nn.Module):
         instance_feature = self.instance_feature[None].expand(batch_size, -1, -1)
         anchor = self.anchor[None].expand(batch_size, -1, -1)
         dtype = instance_feature.dtype
-        if not state.has_cache or state.cached_anchor.shape[0] != batch_size:
+        cached, prev_time, prev_pose = state.cached_anchor, state.timestamp, state.T_global
+        if cached is None or prev_time is None or prev_pose is None or cached.shape[0] != batch_size:
             state.reset()
             time_interval = instance_feature.new_full((batch_size,), self.default_time_interval)
             return BankFrame(instance_feature, anchor, None, None, time_interval)
-        dt = (timestamp.to(torch.float64) - state.timestamp).to(dtype)  # float64 difference, then model dtype
-        state.mask = dt.abs() <= self.max_time_interval
-        T_temp2cur = torch.matmul(T_global_inv.to(torch.float64), state.T_global)  # float64, cast in projection
-        state.cached_anchor = self.anchor_handler.anchor_projection(state.cached_anchor, T_temp2cur, -dt)
+        dt = (timestamp.to(torch.float64) - prev_time).to(dtype)  # float64 difference, then model dtype
+        mask = dt.abs() <= self.max_time_interval
+        T_temp2cur = torch.matmul(T_global_inv.to(torch.float64), prev_pose)  # float64, cast in projection
+        state.mask = mask
+        state.cached_anchor = self.anchor_handler.anchor_projection(cached, T_temp2cur, -dt)
         default = dt.new_tensor(self.default_time_interval)
-        time_interval = torch.where((dt != 0) & state.mask, dt, default)
+        time_interval = torch.where((dt != 0) & mask, dt, default)
         return BankFrame(instance_feature, anchor, state.cached_feature, state.cached_anchor, time_interval)
 
     def update(self, state: InstanceBankState, instance_feature: Tensor, anchor: Tensor,
@@ -106,18 +108,19 @@ class InstanceBank(nn.Module):
 
         The carried instances always occupy indices 0..T-1 (docs/model-notes.md#temporal-rules).
         """
-        if state.cached_feature is None:
+        cached_feature, cached_anchor, mask = state.cached_feature, state.cached_anchor, state.mask
+        if cached_feature is None or cached_anchor is None or mask is None or state.confidence is None:
             return instance_feature, anchor
         num_new = self.num_anchor - self.num_temp_instances
         _, (new_feature, new_anchor) = topk_gather(cls_logits.max(dim=-1).values, num_new, instance_feature, anchor)
-        merged_feature = torch.cat([state.cached_feature, new_feature], dim=1)
-        merged_anchor = torch.cat([state.cached_anchor, new_anchor], dim=1)
-        valid = state.mask[:, None, None]
+        merged_feature = torch.cat([cached_feature, new_feature], dim=1)
+        merged_anchor = torch.cat([cached_anchor, new_anchor], dim=1)
+        valid = mask[:, None, None]
         instance_feature = torch.where(valid, merged_feature, instance_feature)
         anchor = torch.where(valid, merged_anchor, anchor)
-        state.confidence = torch.where(state.mask[:, None], state.confidence, state.confidence.new_tensor(0))
+        state.confidence = torch.where(mask[:, None], state.confidence, state.confidence.new_tensor(0))
         if state.instance_id is not None:
-            state.instance_id = torch.where(state.mask[:, None], state.instance_id, state.instance_id.new_tensor(-1))
+            state.instance_id = torch.where(mask[:, None], state.instance_id, state.instance_id.new_tensor(-1))
         return instance_feature, anchor
 
     def cache(self, state: InstanceBankState, instance_feature: Tensor, anchor: Tensor, cls_logits: Tensor,

@@ -8,16 +8,25 @@ persists between frames is an explicit :class:`InstanceQueueState`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
 
-from .box3d import SIN_YAW, COS_YAW, SparseBox3DEncoder, SparseBox3DKeyPointsGenerator
+from .box3d import COS_YAW, SIN_YAW, SparseBox3DEncoder, SparseBox3DKeyPointsGenerator
 from .config import MotionPlanConfig
 from .instance_bank import topk_gather
 from .layers import AsymmetricFFN, MultiheadAttention, linear_relu_ln, mlp_blocks, sine_position_embedding
 from .sparse4d_head import HeadOutput
+
+_T = TypeVar("_T")
+
+
+def _required(value: Optional[_T], what: str) -> _T:
+    """A stream-state field that the current branch has established (narrows Optional for the type checker)."""
+    if value is None:
+        raise RuntimeError(f"{what} is missing from the motion/planning stream state")
+    return value
 
 __all__ = [
     "InstanceQueue",
@@ -98,7 +107,7 @@ class InstanceQueue(nn.Module):
         (docs/model-notes.md#motion-and-planning-head)."""
         batch = det.instance_feature.shape[0]
         if state.period is not None and state.period.shape[0] == batch:
-            T_temp2cur = torch.matmul(T_global_inv.to(torch.float64), state.T_global)
+            T_temp2cur = torch.matmul(T_global_inv.to(torch.float64), _required(state.T_global, "T_global"))
             state.anchor_queue = [anchor_handler.anchor_projection(a, T_temp2cur) for a in state.anchor_queue]
             state.ego_anchor_queue = [anchor_handler.anchor_projection(a, T_temp2cur) for a in state.ego_anchor_queue]
         else:
@@ -109,7 +118,8 @@ class InstanceQueue(nn.Module):
                                   torch.stack(state.ego_feature_queue, dim=2)], dim=1)
         temp_anchor = torch.cat([torch.stack(state.anchor_queue, dim=2),
                                  torch.stack(state.ego_anchor_queue, dim=2)], dim=1)
-        period = torch.cat([state.period, state.ego_period], dim=1)  # [B, N+1]
+        period = torch.cat([_required(state.period, "period"), _required(state.ego_period, "ego_period")],
+                           dim=1)  # [B, N+1]
         queue_len = len(state.anchor_queue)
         age = torch.arange(queue_len, 0, -1, device=period.device)  # oldest entry has age Q, newest 1
         temp_mask = age[None, None] > period[..., None]
@@ -122,9 +132,10 @@ class InstanceQueue(nn.Module):
         else:
             # Agent history follows the instance id, only from instances that were confident
             # (docs/model-notes.md#temporal-rules).
-            match = det.instance_id[..., None] == state.prev_instance_id[:, None]  # [B, N, N_prev]
+            ids = _required(det.instance_id, "instance_id")
+            match = ids[..., None] == _required(state.prev_instance_id, "prev_instance_id")[:, None]  # [B, N, N_prev]
             if self.tracking_threshold > 0:
-                match = match & (state.prev_confidence > self.tracking_threshold)[:, None]
+                match = match & (_required(state.prev_confidence, "prev_confidence") > self.tracking_threshold)[:, None]
             matched = match.any(dim=-1)  # ids are unique, so at most one match per row
             source = match.to(torch.uint8).argmax(dim=-1)  # [B, N]
             state.instance_feature_queue = [_regather(x, source, matched) for x in state.instance_feature_queue]
@@ -178,7 +189,8 @@ def _regather(x: Tensor, source: Tensor, matched: Tensor) -> Tensor:
 
 
 class MotionPlanningRefinementModule(nn.Module):
-    """Mode scores and per-step displacements for agents and ego, plus the 10-d ego status (docs/model-notes.md#motion-and-planning-head)."""
+    """Mode scores and per-step displacements for agents and ego, plus the 10-d ego status
+    (docs/model-notes.md#motion-and-planning-head)."""
 
     def __init__(self, embed_dims: int = 256, fut_ts: int = 12, fut_mode: int = 6, ego_fut_ts: int = 6,
                  ego_fut_mode: int = 6, num_commands: int = 3) -> None:
@@ -271,7 +283,7 @@ class MotionPlanningHead(nn.Module):
         query / query_pos [S, 1, C]; history / history_embed [K, C] packed valid entries of valid [S, Q].
         """
         key = torch.cat([history, history_embed], dim=-1)
-        out = self.layers[index].forward_packed(torch.cat([query, query_pos], dim=-1), key,
+        out = cast(MultiheadAttention, self.layers[index]).forward_packed(torch.cat([query, query_pos], dim=-1), key,
                                                 self.fc_before(history), valid)
         return self.fc_after(out)
 
@@ -331,10 +343,11 @@ class MotionPlanningHead(nn.Module):
                 motion_query = motion_query_init + query[:, :num_anchor, None]
                 plan_query = plan_query_init + query[:, num_anchor:, None]
                 outputs = layer(motion_query, plan_query, feature[:, num_anchor:], anchor_embed[:, num_anchor:])
-        motion_cls, motion_reg, plan_cls, plan_reg, plan_status = outputs
+        motion_cls, motion_reg, plan_cls, plan_reg, plan_status = _required(outputs, "refine output")
         self.instance_queue.cache(state, det, feature[:, num_anchor:], plan_status, T_global)
-        return MotionPlanOutput(motion_cls, motion_reg, state.period, list(state.anchor_queue), plan_cls, plan_reg,
-                                plan_status, state.ego_period, list(state.ego_anchor_queue))
+        return MotionPlanOutput(motion_cls, motion_reg, _required(state.period, "period"), list(state.anchor_queue),
+                                plan_cls, plan_reg, plan_status, _required(state.ego_period, "ego_period"),
+                                list(state.ego_anchor_queue))
 
 
 def default_motion_anchor(num_classes: int, num_modes: int, num_steps: int) -> Tensor:

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List
-
-import math
 
 import torch
 from torch import Tensor

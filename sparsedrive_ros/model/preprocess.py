@@ -183,7 +183,9 @@ def _as_uint8_hwc(image: ImageLike, expected_hw: tuple[int, int] | None) -> Tens
     if image.dim() != 3 or image.shape[-1] != 3:
         raise ValueError(f"image must be [H, W, 3] BGR, got shape {tuple(image.shape)}")
     if expected_hw is not None and tuple(image.shape[:2]) != tuple(expected_hw):
-        raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} (HxW), expected {expected_hw[0]}x{expected_hw[1]}")
+        raise ValueError(
+            f"image is {image.shape[0]}x{image.shape[1]} (HxW), expected {expected_hw[0]}x{expected_hw[1]}"
+        )
     return image
 
 
@@ -243,7 +245,7 @@ def preprocess_images(images: Sequence[ImageLike] | ImageLike, transform: ImageT
     if len(images) == 0:
         raise ValueError("preprocess_images needs at least one image, got none")
     first = _as_uint8_hwc(images[0], None)
-    transform = transform or inference_transform(tuple(first.shape[:2]))
+    transform = transform or inference_transform((int(first.shape[0]), int(first.shape[1])))
     batch = torch.stack([_as_uint8_hwc(img, transform.src_hw) for img in images])  # [N, H, W, 3] BGR
     device = torch.device(device) if device is not None else batch.device
     use_pil = backend == "pil" or (backend == "auto" and batch.device.type == "cpu" and _pil_available())

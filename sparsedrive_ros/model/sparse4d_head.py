@@ -74,12 +74,8 @@ class Sparse4DHead(nn.Module):
         if unknown:
             raise ValueError(f"unsupported ops in operation_order: {unknown}")
         self.layers = nn.ModuleList([factories[op]() for op in self.operation_order])
-        if decouple_attn:
-            self.fc_before = nn.Linear(embed_dims, attn_dims, bias=False)
-            self.fc_after = nn.Linear(attn_dims, embed_dims, bias=False)
-        else:
-            self.fc_before = nn.Identity()
-            self.fc_after = nn.Identity()
+        self.fc_before: nn.Module = nn.Linear(embed_dims, attn_dims, bias=False) if decouple_attn else nn.Identity()
+        self.fc_after: nn.Module = nn.Linear(attn_dims, embed_dims, bias=False) if decouple_attn else nn.Identity()
 
     def graph_model(self, index: int, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
                     query_pos: Optional[Tensor] = None, key_pos: Optional[Tensor] = None) -> Tensor:
@@ -90,8 +86,12 @@ class Sparse4DHead(nn.Module):
         [feature, embedding] concatenation, docs/model-notes.md#temporal-rules).
         """
         if self.decouple_attn:
+            if query_pos is None:
+                raise ValueError("decoupled attention needs query_pos")
             query = torch.cat([query, query_pos], dim=-1)
             if key is not None:
+                if key_pos is None:
+                    raise ValueError("decoupled attention needs key_pos with a key")
                 key = torch.cat([key, key_pos], dim=-1)
             query_pos = key_pos = None
         if value is not None:
@@ -137,6 +137,8 @@ class Sparse4DHead(nn.Module):
                 if len(prediction) > self.num_single_frame_decoder and temp_anchor_embed is not None:
                     # Later temporal layers key on the *current* refined anchors of the carried instances (P10).
                     temp_anchor_embed = anchor_embed[:, :num_temp]
+        if cls is None:
+            raise ValueError(f"operation order {self.operation_order} has no refine layer")
         self.instance_bank.cache(state, instance_feature, anchor, cls, timestamp, T_global)
         instance_id = self.instance_bank.get_instance_id(state, cls) if self.with_instance_id else None
         return HeadOutput(classification, prediction, quality, instance_feature, anchor_embed, instance_id,

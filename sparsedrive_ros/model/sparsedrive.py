@@ -10,24 +10,35 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .backbone import FPN, DenseDepthNet, ResNetTrunk
-from .box3d import BOX_DIMS, BoxDetections, SparseBox3DDecoder, SparseBox3DEncoder, SparseBox3DKeyPointsGenerator
-from .box3d import SparseBox3DRefinementModule
+from .box3d import (
+    BOX_DIMS,
+    BoxDetections,
+    SparseBox3DDecoder,
+    SparseBox3DEncoder,
+    SparseBox3DKeyPointsGenerator,
+    SparseBox3DRefinementModule,
+)
 from .config import DetHeadConfig, MapHeadConfig, MotionPlanConfig, SparseDriveConfig
-from .deformable_op import channels_last_feature_maps
 from .deformable_layer import DeformableFeatureAggregation
+from .deformable_op import channels_last_feature_maps
 from .instance_bank import InstanceBank, InstanceBankState
 from .layers import MultiheadAttention
 from .motion import InstanceQueueState, MotionPlanningHead, MotionPlanOutput
 from .motion_decoders import HierarchicalPlanningDecoder, MotionForecast, PlanningResult, SparseBox3DMotionDecoder
-from .point3d import MapElements, SparsePoint3DDecoder, SparsePoint3DEncoder, SparsePoint3DKeyPointsGenerator
-from .point3d import SparsePoint3DRefinementModule
+from .point3d import (
+    MapElements,
+    SparsePoint3DDecoder,
+    SparsePoint3DEncoder,
+    SparsePoint3DKeyPointsGenerator,
+    SparsePoint3DRefinementModule,
+)
 from .sparse4d_head import HeadOutput, Sparse4DHead, operation_order
 
 __all__ = [
@@ -197,7 +208,8 @@ class SparseDrive(nn.Module):
         self.det_decoder = SparseBox3DDecoder(config.det.num_output)
         self.map_decoder = SparsePoint3DDecoder()
         self.motion_decoder = SparseBox3DMotionDecoder()
-        self.planning_decoder = HierarchicalPlanningDecoder(config.motion_plan) if motion_plan is not None else None
+        self.planning_decoder = (HierarchicalPlanningDecoder(config.motion_plan)
+                                 if config.motion_plan is not None else None)
         self.backbone_autocast: Optional[torch.dtype] = None  # e.g. torch.float16 on CUDA (official eval, P27)
 
     def new_state(self) -> SparseDriveState:
@@ -207,7 +219,7 @@ class SparseDrive(nn.Module):
         """[B, N_cam, 3, H, W] -> 4 levels [B, N_cam, C, H/s, W/s], s = 4, 8, 16, 32 (model dtype)."""
         batch, num_cams = images.shape[:2]
         dtype = images.dtype
-        context = nullcontext()
+        context: Union[nullcontext, torch.autocast] = nullcontext()
         if self.backbone_autocast is not None:
             context = torch.autocast(images.device.type, dtype=self.backbone_autocast)
         x = images.flatten(0, 1)
@@ -253,11 +265,15 @@ class SparseDrive(nn.Module):
 
     def decode(self, det: HeadOutput, map_out: HeadOutput, motion: Optional[MotionPlanOutput], command: Tensor,
                state: SparseDriveState, return_raw: bool = False) -> SparseDriveOutput:
-        detections = self.det_decoder.decode(det.classification[-1], det.prediction[-1], det.quality[-1],
-                                             det.instance_id)
+        quality, instance_id = det.quality[-1], det.instance_id
+        if quality is None or instance_id is None:
+            raise ValueError("the detection head must output quality and instance ids")
+        detections = self.det_decoder.decode(det.classification[-1], det.prediction[-1], quality, instance_id)
         elements = self.map_decoder.decode(map_out.classification[-1], map_out.prediction[-1])
         forecast = planning = None
         if motion is not None:
+            if self.planning_decoder is None:
+                raise ValueError("a motion/planning output needs the planning decoder (stage 2)")
             forecast = self.motion_decoder.decode(detections, motion.motion_cls, motion.motion_reg,
                                                   motion.anchor_queue, motion.period)
             planning = self.planning_decoder.decode(
@@ -317,6 +333,7 @@ def build_sparsedrive(stage: int = 2, config: Optional[SparseDriveConfig] = None
 
 def stage_config(stage: int, **overrides) -> SparseDriveConfig:
     """Default configuration of a stage; ``overrides`` replace top-level fields (e.g. backbone_depth=18)."""
+    base: Dict[str, Any]
     if stage == 1:
         base = dict(map=MapHeadConfig(num_temp_instances=0), motion_plan=None)
     elif stage == 2:
@@ -368,6 +385,8 @@ def _build_map_head(config: SparseDriveConfig) -> Sparse4DHead:
 
 
 def _build_motion_plan_head(config: SparseDriveConfig) -> MotionPlanningHead:
+    if config.motion_plan is None:
+        raise ValueError("a stage-1 configuration has no motion/planning head")
     return MotionPlanningHead(config.motion_plan, config.embed_dims, config.det.num_classes,
                               config.coarsest_map_hw)
 
@@ -403,12 +422,13 @@ def raw_arrays(det: HeadOutput, map_out: HeadOutput, motion: Optional[MotionPlan
             raw[f"raw/{name}/classification/{i}"] = x
         for i, x in enumerate(out.prediction):
             raw[f"raw/{name}/prediction/{i}"] = x
-        for i, x in enumerate(out.quality):
-            if x is not None:
-                raw[f"raw/{name}/quality/{i}"] = x
+        for i, q in enumerate(out.quality):
+            if q is not None:
+                raw[f"raw/{name}/quality/{i}"] = q
         raw[f"raw/{name}/instance_feature"] = out.instance_feature
         raw[f"raw/{name}/anchor_embed"] = out.anchor_embed
-    raw["raw/det/instance_id"] = det.instance_id
+    if det.instance_id is not None:
+        raw["raw/det/instance_id"] = det.instance_id
     if motion is not None:
         raw["raw/motion/classification/0"] = motion.motion_cls
         raw["raw/motion/prediction/0"] = motion.motion_reg

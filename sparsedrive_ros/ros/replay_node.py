@@ -91,9 +91,13 @@ def ros_time(stamp_us: int) -> Time:
 def transform_msg(stamp_us: int, parent: str, child: str, rotation: tuple, translation: tuple) -> TransformStamped:
     x, y, z, w = quat_wxyz_to_xyzw(rotation)
     return TransformStamped(
-        header=Header(stamp=ros_time(stamp_us), frame_id=parent), child_frame_id=child,
-        transform=Transform(translation=Vector3(x=float(translation[0]), y=float(translation[1]), z=float(translation[2])),
-                            rotation=Quaternion(x=x, y=y, z=z, w=w)))
+        header=Header(stamp=ros_time(stamp_us), frame_id=parent),
+        child_frame_id=child,
+        transform=Transform(
+            translation=Vector3(x=float(translation[0]), y=float(translation[1]), z=float(translation[2])),
+            rotation=Quaternion(x=x, y=y, z=z, w=w),
+        ),
+    )
 
 
 def camera_info_msg(frame: CameraFrame) -> CameraInfo:
@@ -202,7 +206,9 @@ class ReplayNode(Node):
         self.plans = sorted((build_scene_plan(self.nusc, sc, s.cameras) for sc in scenes), key=lambda p: p.start_us)
         t = s.topics
         image_type = CompressedImage if s.compressed else Image
-        self.image_pubs = {c: self.create_publisher(image_type, t.image(c, s.compressed), SENSOR_QOS) for c in s.cameras}
+        self.image_pubs = {
+            c: self.create_publisher(image_type, t.image(c, s.compressed), SENSOR_QOS) for c in s.cameras
+        }
         self.info_pubs = {c: self.create_publisher(CameraInfo, t.info(c), SENSOR_QOS) for c in s.cameras}
         self.tf_pub = self.create_publisher(TFMessage, t.tf, TF_QOS)
         self.tf_static_pub = self.create_publisher(TFMessage, t.tf_static, LATCHED_QOS)

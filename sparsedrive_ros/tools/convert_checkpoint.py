@@ -25,11 +25,15 @@ from sparsedrive_ros.model.checkpoint import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sparsedrive_ros.tools.convert_checkpoint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sparsedrive_ros.tools.convert_checkpoint", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("checkpoint", type=Path, help="input .pth/.pt/.safetensors")
     parser.add_argument("--out", type=Path, help="output .safetensors path")
     parser.add_argument("--info", action="store_true", help="only print the summary, write nothing")
-    parser.add_argument("--keys", type=Path, help="key list (name<TAB>shape<TAB>dtype) to check keys and shapes against")
+    parser.add_argument(
+        "--keys", type=Path, help="key list (name<TAB>shape<TAB>dtype) to check keys and shapes against"
+    )
     return parser
 
 

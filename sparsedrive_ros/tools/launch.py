@@ -48,9 +48,10 @@ def _locate(ns: argparse.Namespace, resolver: PackageResolver) -> tuple[Path, Di
 
 
 def _run_real(path: Path, arguments: Dict[str, str]) -> int:
-    from launch import LaunchDescription, LaunchService
     from launch.actions import IncludeLaunchDescription
     from launch.launch_description_sources import AnyLaunchDescriptionSource
+
+    from launch import LaunchDescription, LaunchService
 
     service = LaunchService()
     service.include_launch_description(LaunchDescription([

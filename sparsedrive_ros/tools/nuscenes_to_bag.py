@@ -118,7 +118,9 @@ class _BagWriter:
                 tf = _transform(event.stamp_us, t.map_frame, t.base_frame, event.rotation, event.translation)
                 self.write(t.tf, "tf2_msgs/msg/TFMessage", tf_message([tf]), event.stamp_us)
             elif isinstance(event, CommandEvent):
-                self.write(t.command, "std_msgs/msg/UInt8", _t("std_msgs/msg/UInt8")(data=event.command), event.stamp_us)
+                self.write(
+                    t.command, "std_msgs/msg/UInt8", _t("std_msgs/msg/UInt8")(data=event.command), event.stamp_us
+                )
             else:
                 self.write(t.image(event.channel), "sensor_msgs/msg/CompressedImage", compressed_image(event),
                            event.stamp_us)

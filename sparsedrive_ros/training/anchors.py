@@ -77,7 +77,9 @@ def compute_anchors(frames: Iterable[dict], model: SparseDrive, seed: int = 0) -
     head = model.head
     det_bank, map_bank = head.det_head.instance_bank, head.map_head.instance_bank
     mp = head.motion_plan_head
-    centres, map_means, plans = [], [], {}
+    centres: list[F64] = []
+    map_means: list[F64] = []
+    plans: dict[int, list[F64]] = {}
     motions: dict[int, list[F64]] = {}
     for f in frames:
         boxes = np.asarray(f["boxes"], dtype=np.float64)

@@ -118,25 +118,25 @@ def apply_image_aug(image: NDArray[np.uint8], aug: ImageAug, final_hw: tuple[int
         resized.astype(np.float32), rest[:2, :3], (final_hw[1], final_hw[0]),
         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
-    return out
+    return np.asarray(out, dtype=np.float32)
 
 
 def photometric_distortion(image: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
     """mmdet PhotoMetricDistortion on a BGR float image in [0, 255] (each step with p = 0.5)."""
-    img = image.astype(np.float32, copy=True)
+    img: NDArray[np.float32] = image.astype(np.float32, copy=True)
     if rng.integers(2):
         img += rng.uniform(-32, 32)
     contrast_first = bool(rng.integers(2))
     if contrast_first and rng.integers(2):
-        img *= rng.uniform(0.5, 1.5)
-    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+        img *= np.float32(rng.uniform(0.5, 1.5))
+    hsv = np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2HSV), dtype=np.float32)
     if rng.integers(2):
         hsv[..., 1] *= rng.uniform(0.5, 1.5)
     if rng.integers(2):
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-18, 18)) % 360
-    img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    img = np.asarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR), dtype=np.float32)
     if not contrast_first and rng.integers(2):
-        img *= rng.uniform(0.5, 1.5)
+        img *= np.float32(rng.uniform(0.5, 1.5))
     if rng.integers(2):
         img = img[..., rng.permutation(3)]
     return np.ascontiguousarray(img)

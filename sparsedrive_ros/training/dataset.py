@@ -17,9 +17,8 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from sparsedrive_ros.data.images import load_images
 from sparsedrive_ros.conventions import MAP_CLASSES
-from sparsedrive_ros.geometry.shapes import resample_polyline
+from sparsedrive_ros.data.images import load_images
 from sparsedrive_ros.data.nuscenes import (
     LIDAR_CHANNEL,
     FrameGroundTruth,
@@ -27,6 +26,7 @@ from sparsedrive_ros.data.nuscenes import (
     build_frame_inputs,
     build_ground_truth,
 )
+from sparsedrive_ros.geometry.shapes import resample_polyline
 from sparsedrive_ros.training import augment as A
 from sparsedrive_ros.training.criterion import GroundTruth
 
@@ -148,7 +148,9 @@ class SparseDriveTrainData:
         if self.with_depth:
             points = A.load_lidar_points(lidar_path)
             if points is not None:
-                depth = A.depth_maps(points, lidar2img, self.aug.final_hw, self.aug.depth_downsample, self.aug.max_depth)
+                depth = A.depth_maps(
+                    points, lidar2img, self.aug.final_hw, self.aug.depth_downsample, self.aug.max_depth
+                )
         fh, fw = self.aug.final_hw
         return TrainFrame(
             token=token, images=np.stack(images), projection_mat=lidar2img.astype(np.float32),
@@ -225,9 +227,10 @@ def collate(frames: Sequence[TrainFrame], device: torch.device | str = "cpu") ->
         return [torch.as_tensor(f.gt[name], dtype=dtype, device=device) for f in frames]
 
     depth = None
-    if all(f.depth is not None for f in frames):
-        depth = [torch.as_tensor(np.concatenate([f.depth[l] for f in frames]), device=device)
-                 for l in range(len(frames[0].depth))]
+    depths = [f.depth for f in frames if f.depth is not None]
+    if len(depths) == len(frames):
+        depth = [torch.as_tensor(np.concatenate([d[lvl] for d in depths]), device=device)
+                 for lvl in range(len(depths[0]))]
     gt = GroundTruth(
         boxes=per("boxes"), labels=per("labels", torch.long), map_labels=per("map_labels", torch.long),
         map_pts=per("map_pts"), agent_fut_trajs=per("agent_fut_trajs"), agent_fut_masks=per("agent_fut_masks"),

@@ -27,8 +27,13 @@ from sparsedrive_ros.training.metrics.detection import DetBox, evaluate_detectio
 from sparsedrive_ros.training.metrics.map import MapSample, evaluate_map
 from sparsedrive_ros.training.metrics.motion import MotionSample, evaluate_motion
 from sparsedrive_ros.training.metrics.planning import PlanningSample, evaluate_planning
-from sparsedrive_ros.training.metrics.tracking import (TRACKING_CLASSES, TRACKING_THRESHOLD, evaluate_tracking,
-                                                       tracking_box, tracking_keep_count)
+from sparsedrive_ros.training.metrics.tracking import (
+    TRACKING_CLASSES,
+    TRACKING_THRESHOLD,
+    evaluate_tracking,
+    tracking_box,
+    tracking_keep_count,
+)
 
 __all__ = ["EvalAccumulator", "predicted_attribute", "lidar_boxes_to_global", "tracking_submission_boxes",
            "evaluate_model", "format_table"]
@@ -114,7 +119,7 @@ class EvalAccumulator:
         boxes = np.concatenate([gt.boxes, gt.velocities], axis=1)[known]
         c, yaw, vel, dist = lidar_boxes_to_global(boxes, t_global, lidar_to_ego)
         pts = (gt.num_lidar_pts + gt.num_radar_pts)[known]
-        names = [DETECTION_CLASSES[l] for l in gt.labels[known]]
+        names = [DETECTION_CLASSES[label] for label in gt.labels[known]]
         attrs = [a for a, k in zip(attributes, known) if k]
         for i in range(len(boxes)):
             self.det_gt.append(DetBox(token, tuple(c[i]), (boxes[i, 4], boxes[i, 3], boxes[i, 5]), float(yaw[i]),
@@ -154,26 +159,35 @@ class EvalAccumulator:
         centres = gt.boxes[known, :2]
         fut = np.cumsum(gt.agent_fut_trajs[known], axis=1) + centres[:, None]
         self.motion_gt.append(MotionSample(centres, gt.labels[known], fut, masks=gt.agent_fut_masks[known]))
-        det = out.detections
+        det, motion = out.detections, out.motion
+        if motion is None:
+            raise ValueError("motion metrics need a stage-2 model")
         self.motion_pred.append(MotionSample(
             det.boxes[0, :, :2].detach().cpu().double().numpy(), det.labels[0].cpu().numpy(),
-            out.motion.trajs[0].detach().cpu().double().numpy(), scores=det.scores[0].detach().cpu().double().numpy(),
+            motion.trajs[0].detach().cpu().double().numpy(), scores=det.scores[0].detach().cpu().double().numpy(),
         ))
 
     def add_planning(self, gt: FrameGroundTruth, out: SparseDriveOutput, fut_boxes: list[np.ndarray]) -> None:
+        if out.planning is None:
+            raise ValueError("planning metrics need a stage-2 model")
         self.planning.append(PlanningSample(
             out.planning.final[0].detach().cpu().double().numpy(), np.cumsum(gt.ego_fut_trajs, axis=0),
             gt.ego_fut_masks, fut_boxes,
         ))
 
-    def add_constant_velocity(self, gt: FrameGroundTruth, displacement: np.ndarray, fut_boxes: list[np.ndarray]) -> None:
+    def add_constant_velocity(
+        self, gt: FrameGroundTruth, displacement: np.ndarray, fut_boxes: list[np.ndarray]
+    ) -> None:
         """Baseline: the ego repeats its last 0.5 s displacement [2] (lidar frame) for the 6 planning steps."""
         steps = np.arange(1, len(gt.ego_fut_masks) + 1)[:, None]
         self.planning_cv.append(PlanningSample(steps * displacement[None], np.cumsum(gt.ego_fut_trajs, axis=0),
                                                gt.ego_fut_masks, fut_boxes))
 
     def results(self) -> dict:
-        res = {"detection": evaluate_detection(self.det_gt, self.det_pred), "map": evaluate_map(self.map_gt, self.map_pred)}
+        res = {
+            "detection": evaluate_detection(self.det_gt, self.det_pred),
+            "map": evaluate_map(self.map_gt, self.map_pred),
+        }
         if self.planning:
             res["motion"] = evaluate_motion(self.motion_gt, self.motion_pred)
             res["planning"] = evaluate_planning(self.planning)
@@ -232,7 +246,7 @@ def evaluate_model(model: SparseDrive, nusc: NuScenes, scene_names: Sequence[str
     opt-in: the devkit is an optional extra and takes minutes on the full val split.
     """
     model = model.to(device).eval()
-    aug = AugConfig(final_hw=tuple(model.config.image_hw))
+    aug = AugConfig(final_hw=(model.config.image_hw[0], model.config.image_hw[1]))
     data = SparseDriveTrainData(nusc, scene_names, aug, train=False, with_depth=False)
     acc, frames, truncated = EvalAccumulator(), 0, False
     rng = np.random.default_rng(0)

@@ -247,7 +247,9 @@ def _as_orderings(pts: Tensor, cfg: MapTargetConfig) -> Tensor:
     if pts.dim() == 3:
         pts = polyline_permutations(pts)[0]
     if pts.dim() != 4 or pts.shape[-2:] != (cfg.num_sample, 2):
-        raise ValueError(f"map GT must be [K, {cfg.num_sample}, 2] or [K, R, {cfg.num_sample}, 2], got {tuple(pts.shape)}")
+        raise ValueError(
+            f"map GT must be [K, {cfg.num_sample}, 2] or [K, R, {cfg.num_sample}, 2], got {tuple(pts.shape)}"
+        )
     return pts.flatten(-2)
 
 

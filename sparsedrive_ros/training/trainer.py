@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from sparsedrive_ros.model.deformable_layer import DeformableFeatureAggregation
 from sparsedrive_ros.model.deformable_op import channels_last_feature_maps
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, build_sparsedrive, raw_arrays
 from sparsedrive_ros.training.anchors import apply_anchors, compute_anchors, load_anchors
@@ -114,7 +115,7 @@ def init_training_weights(model: SparseDrive) -> None:
             branch = getattr(module, name, None)
             if isinstance(branch, nn.Sequential) and isinstance(branch[-1], nn.Linear):
                 nn.init.constant_(branch[-1].bias, CLS_BIAS_INIT)
-        if type(module).__name__ == "DeformableFeatureAggregation":
+        if isinstance(module, DeformableFeatureAggregation):
             nn.init.zeros_(module.weights_fc.weight)
             nn.init.zeros_(module.weights_fc.bias)
             nn.init.xavier_uniform_(module.output_proj.weight)
@@ -132,7 +133,8 @@ def lr_factor(step: int, max_steps: int, warmup_iters: int, warmup_ratio: float,
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float) -> torch.optim.AdamW:
     """AdamW with two groups: ``img_backbone.*`` at lr × backbone_lr_mult, the rest at lr."""
-    backbone, rest = [], []
+    backbone: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (backbone if name.startswith("img_backbone.") else rest).append(p)
@@ -159,10 +161,10 @@ def disable_dropout(model: nn.Module) -> int:
             count += 1
         elif isinstance(module, nn.MultiheadAttention) or (
                 isinstance(getattr(module, "dropout", None), float) and hasattr(module, "in_proj_weight")):
-            module.dropout = 0.0
+            setattr(module, "dropout", 0.0)
             count += 1
         elif isinstance(getattr(module, "attn_drop", None), float):
-            module.attn_drop = 0.0
+            setattr(module, "attn_drop", 0.0)
             count += 1
     return count
 
@@ -290,7 +292,7 @@ class Trainer:
         self.model = model.to(self.env.device)
         self.module = TrainingModule(self.model, SparseDriveCriterion(cfg.loss), cfg.aug.grid_mask_prob,
                                      seed=cfg.seed + 7919 * self.env.rank).train()
-        self.ddp = self.module
+        self.ddp: nn.Module = self.module
         if self.env.distributed:
             ids = [self.env.device.index] if self.env.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=ids,

@@ -52,7 +52,7 @@ def _class_tp(
     """-> (scores [D], tp [T, D] for each threshold, number of GT)."""
     scores, tps, num_gt = [], [], 0
     for gt, pred in zip(gts, preds):
-        gt_lines = [resample_polyline(l, num_pts) for l, c in zip(gt.lines, gt.labels) if c == cls]
+        gt_lines = [resample_polyline(line, num_pts) for line, c in zip(gt.lines, gt.labels) if c == cls]
         keep = [i for i, c in enumerate(pred.labels) if c == cls and len(pred.lines[i]) >= 2]
         num_gt += len(gt_lines)
         if not keep:

@@ -49,26 +49,31 @@ def _evaluate_group(
     entries = []  # (score, sample, pred index)
     num_gt = 0
     for s, (gt, pred) in enumerate(zip(gts, preds)):
+        if pred.scores is None or gt.masks is None:
+            raise ValueError(f"sample {s}: predictions need scores and ground truth needs masks")
         num_gt += int(np.isin(gt.labels, labels).sum())
-        for i in np.nonzero(np.isin(pred.labels, labels) & (pred.scores >= score_th))[0]:
-            entries.append((float(pred.scores[i]), s, int(i)))
+        for idx in np.nonzero(np.isin(pred.labels, labels) & (pred.scores >= score_th))[0]:
+            entries.append((float(pred.scores[idx]), s, int(idx)))
     entries.sort(key=lambda e: -e[0])
     taken: set[tuple[int, int]] = set()
-    tp, conf, match_conf = [], [], []
+    tp: list[int] = []
+    conf: list[float] = []
+    match_conf: list[float] = []
     errors: dict[str, list[float]] = {k: [] for k in _METRICS}
     hits = 0
     for score, s, i in entries:
         gt, pred = gts[s], preds[s]
-        cand = [j for j in np.nonzero(np.isin(gt.labels, labels))[0] if (s, int(j)) not in taken]
+        cand = [int(j) for j in np.nonzero(np.isin(gt.labels, labels))[0] if (s, int(j)) not in taken]
         dist = [np.linalg.norm(gt.centers[j] - pred.centers[i]) for j in cand]
         ok = bool(cand) and min(dist) < match_th
         tp.append(int(ok))
         conf.append(score)
         if not ok:
             continue
-        j = int(cand[int(np.argmin(dist))])
+        j = cand[int(np.argmin(dist))]
         taken.add((s, j))
-        ade, fde, miss = _errors(pred.trajs[i], gt.trajs[j], gt.masks[j], miss_th)
+        masks = gt.masks if gt.masks is not None else np.ones(gt.trajs.shape[:2])
+        ade, fde, miss = _errors(pred.trajs[i], gt.trajs[j], masks[j], miss_th)
         hits += int(fde < miss_th) if not np.isnan(fde) else 0
         for k, v in zip(_METRICS, (ade, fde, miss)):
             errors[k].append(v)

@@ -68,7 +68,9 @@ def _collides(traj: np.ndarray, fut_boxes: Sequence[np.ndarray], offset: float =
     return out
 
 
-def evaluate_planning(samples: Sequence[PlanningSample], horizons_s: Sequence[int] = (1, 2, 3), dt: float = 0.5) -> dict:
+def evaluate_planning(
+    samples: Sequence[PlanningSample], horizons_s: Sequence[int] = (1, 2, 3), dt: float = 0.5
+) -> dict:
     """{'L2': {'1s', '2s', '3s', 'avg'}, 'obj_box_col': {...}, 'obj_col': {...}, 'num_samples'}."""
     l2, col, gt_col = [], [], []
     for s in samples:

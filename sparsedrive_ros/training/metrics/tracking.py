@@ -128,7 +128,7 @@ def evaluate_tracking(results: Mapping[str, list[dict]], dataroot: str | Path, v
         except subprocess.TimeoutExpired:
             return {"skipped": f"devkit tracking evaluation timed out after {timeout:.0f} s"}
         if proc.returncode != 0:
-            lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+            lines = [text for text in proc.stderr.strip().splitlines() if text.strip()]
             return {"skipped": f"devkit tracking evaluation failed (exit {proc.returncode}): "
                                f"{lines[-1] if lines else 'no message'}"}
         summary = json.loads((out_dir / "metrics_summary.json").read_text())
