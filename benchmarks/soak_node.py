@@ -91,16 +91,19 @@ class SoakResult:
         return end / start - 1.0
 
     def report(self) -> str:
-        lines = [f"soak: {self.minutes:.1f} min, {len(self.passes)} complete passes of {self.keys_per_pass} key "
-                 f"frames, {sum(map(len, self.passes))} key frames in them",
-                 f"passes with a missing or extra key frame: {len(self.bad_passes)} {self.bad_passes[:10]}",
-                 f"resets: {len([r for r in self.resets if r])} ({', '.join(sorted(set(r for r in self.resets if r)))})",
-                 f"node counters: {self.counters}",
-                 f"resident memory: start {self.samples[0][1]:.1f} MiB, end of warm-up ({self.warmup_s:.0f} s) "
-                 f"{next(m for t, m, _ in self.samples if t >= self.warmup_s):.1f} MiB, end "
-                 f"{self.samples[-1][1]:.1f} MiB, max {max(m for _, m, _ in self.samples):.1f} MiB",
-                 f"growth after warm-up: {100 * self.growth:+.2f} % (limit +5 %)",
-                 "", "t_s,rss_mib,frames"]
+        lines = [
+            f"soak: {self.minutes:.1f} min, {len(self.passes)} complete passes of {self.keys_per_pass} key "
+            f"frames, {sum(map(len, self.passes))} key frames in them",
+            f"passes with a missing or extra key frame: {len(self.bad_passes)} {self.bad_passes[:10]}",
+            f"resets: {len([r for r in self.resets if r])} ({', '.join(sorted(set(r for r in self.resets if r)))})",
+            f"node counters: {self.counters}",
+            f"resident memory: start {self.samples[0][1]:.1f} MiB, end of warm-up ({self.warmup_s:.0f} s) "
+            f"{next(m for t, m, _ in self.samples if t >= self.warmup_s):.1f} MiB, end "
+            f"{self.samples[-1][1]:.1f} MiB, max {max(m for _, m, _ in self.samples):.1f} MiB",
+            f"growth after warm-up: {100 * self.growth:+.2f} % (limit +5 %)",
+            "",
+            "t_s,rss_mib,frames",
+        ]
         lines += [f"{t:.0f},{m:.1f},{n}" for t, m, n in self.samples]
         return "\n".join(lines) + "\n"
 

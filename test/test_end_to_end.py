@@ -16,14 +16,13 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
+from ros_helpers import RosContext, spin_until  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from ros_helpers import RosContext, spin_until  # noqa: E402
 from sparsedrive_ros.data.nuscenes import CAMERA_ORDER, NuScenes  # noqa: E402
 from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset  # noqa: E402
 from sparsedrive_ros.model.sparsedrive import build_sparsedrive  # noqa: E402
-from sparsedrive_ros.msg import (Detection3DArray, EgoPlan, FrameInfo, MapElementArray,  # noqa: E402
-                                 MotionForecastArray)
+from sparsedrive_ros.msg import Detection3DArray, EgoPlan, FrameInfo, MapElementArray, MotionForecastArray  # noqa: E402
 from sparsedrive_ros.runtime.pipeline import FrameRequest, SparseDrivePipeline  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -89,7 +88,9 @@ def test_replay_node_subscriber_through_the_launch_runner(tmp_path, ros_env):
                 return bool(got["frame_info"]) and time.monotonic() - arrivals[-1] > 180
 
             arrivals = [time.monotonic()]
-            node.create_subscription(FrameInfo, "/sparsedrive/frame_info", lambda m: arrivals.append(time.monotonic()), 50)
+            node.create_subscription(
+                FrameInfo, "/sparsedrive/frame_info", lambda m: arrivals.append(time.monotonic()), 50
+            )
             done = spin_until(node, finished, timeout=900)
         finally:
             launch.send_signal(signal.SIGINT)

@@ -18,6 +18,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sparsedrive_ros.geometry.shapes import box_corners
+from sparsedrive_ros.model.config import DET_CLASS_NAMES, MAP_CLASS_NAMES
 from sparsedrive_ros.msg import (
     Detection3D,
     Detection3DArray,
@@ -29,7 +30,6 @@ from sparsedrive_ros.msg import (
     PlanCandidate,
     PredictedPath,
 )
-from sparsedrive_ros.model.config import DET_CLASS_NAMES, MAP_CLASS_NAMES
 from sparsedrive_ros.runtime.pipeline import MAP_GROUND_Z, PipelineResult
 from sparsedrive_ros.runtime.tf_buffer import quat_to_matrix
 from sparsedrive_ros.viz.messages import ImageDecodeError, decode_compressed  # noqa: F401 (the node calls conv.decode_compressed)

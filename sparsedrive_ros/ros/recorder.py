@@ -22,8 +22,16 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from sparsedrive_ros.viz.recording import (CAMERA_INFO_TYPE, CAMERA_NAMES, IMAGE_TYPE, RecorderConfig, Recording,
-                                           installed_type_hashes, package_typestore, verify_type_hashes)
+from sparsedrive_ros.viz.recording import (
+    CAMERA_INFO_TYPE,
+    CAMERA_NAMES,
+    IMAGE_TYPE,
+    RecorderConfig,
+    Recording,
+    installed_type_hashes,
+    package_typestore,
+    verify_type_hashes,
+)
 
 LATCHED_TOPICS = ("/tf_static",)
 
@@ -67,10 +75,17 @@ class SparseDriveRecorder(Node):
         if not out_dir:
             raise ValueError("parameter out_dir is empty: give the directory to record into (-p out_dir:=...)")
         config = RecorderConfig(
-            out_dir=Path(out_dir), camera_names=tuple(value("camera_names")),
-            image_topic_format=value("image_topic_format"), camera_info_topic_format=value("camera_info_topic_format"),
-            command_topic=value("command_topic"), record_inputs=value("record_inputs"), render=value("render"), fixed_frame=value("fixed_frame"),
-            vehicle_frame=value("vehicle_frame"), image_tolerance_s=float(value("image_tolerance")))
+            out_dir=Path(out_dir),
+            camera_names=tuple(value("camera_names")),
+            image_topic_format=value("image_topic_format"),
+            camera_info_topic_format=value("camera_info_topic_format"),
+            command_topic=value("command_topic"),
+            record_inputs=value("record_inputs"),
+            render=value("render"),
+            fixed_frame=value("fixed_frame"),
+            vehicle_frame=value("vehicle_frame"),
+            image_tolerance_s=float(value("image_tolerance")),
+        )
         store = package_typestore()
         self._check_hashes(store)
         self.recording = Recording(config, store, log=self.get_logger().info)

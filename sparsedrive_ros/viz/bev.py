@@ -13,8 +13,7 @@ import numpy as np
 
 from sparsedrive_ros.geometry.shapes import box_corners
 
-from .draw import (CANDIDATE_COLOR, EGO_COLOR, EGO_SIZE_LW, PLAN_COLOR, detection_color, map_color,
-                   put_text, scale_color)
+from .draw import CANDIDATE_COLOR, EGO_COLOR, EGO_SIZE_LW, PLAN_COLOR, detection_color, map_color, put_text, scale_color
 from .scene import FrameOutputs
 
 

@@ -131,7 +131,7 @@ def camera_mosaic(images: Dict[str, np.ndarray], tile_size: Tuple[int, int] = (4
                 tile = np.zeros((th, tw, 3), np.uint8)
                 put_text(tile, f"{name}: no image", (8, 22), (160, 160, 160), 0.6)
             else:
-                tile = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+                tile = np.asarray(cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA), np.uint8)
                 put_text(tile, name, (8, 22), (255, 255, 255), 0.6)
             tiles.append(tile)
         rows.append(np.concatenate(tiles, axis=1))

@@ -1,7 +1,7 @@
 """Shared drawing pieces: class colours, box corners, text."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
@@ -40,4 +40,5 @@ def put_text(image: np.ndarray, text: str, origin: Tuple[int, int], color: Color
 
 
 def scale_color(color: Color, factor: float) -> Color:
-    return tuple(int(np.clip(c * factor, 0, 255)) for c in color)
+    r, g, b = (int(np.clip(c * factor, 0, 255)) for c in color)
+    return r, g, b

@@ -4,7 +4,7 @@ Nothing here imports rclpy or a message package.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import cv2
 import numpy as np
@@ -24,15 +24,18 @@ def _points(points) -> np.ndarray:
 def boxes_from_msg(msg) -> Boxes:
     """Detection3DArray -> Boxes."""
     d = msg.detections
-    return Boxes(centers=[(x.center.x, x.center.y, x.center.z) for x in d],
-                 sizes=[(x.size.x, x.size.y, x.size.z) for x in d], yaws=[x.yaw for x in d],
-                 labels=[x.label for x in d], scores=[x.score for x in d], ids=[x.instance_id for x in d])
+    return Boxes(centers=np.array([(x.center.x, x.center.y, x.center.z) for x in d], np.float64).reshape(-1, 3),
+                 sizes=np.array([(x.size.x, x.size.y, x.size.z) for x in d], np.float64).reshape(-1, 3),
+                 yaws=np.array([x.yaw for x in d], np.float64), labels=np.array([x.label for x in d], np.int64),
+                 scores=np.array([x.score for x in d], np.float64),
+                 ids=np.array([x.instance_id for x in d], np.uint64))
 
 
 def map_from_msg(msg) -> MapElements:
     """MapElementArray -> MapElements."""
     e = msg.elements
-    return MapElements([_points(x.points) for x in e], [x.label for x in e], [x.score for x in e])
+    return MapElements([_points(x.points) for x in e], np.array([x.label for x in e], np.int64),
+                       np.array([x.score for x in e], np.float64))
 
 
 FORECAST_Z = -1.0  # m, drawing height of forecasts in the lidar frame (about a car's centre; ground is -1.84)
@@ -52,7 +55,7 @@ def forecasts_from_msg(msg) -> List[ObjectForecast]:
         steps = min((len(p) for p in paths), default=0)
         out.append(ObjectForecast(int(f.instance_id), int(f.label),
                                   np.stack([p[:steps] for p in paths]) if paths else np.zeros((0, 0, 3)),
-                                  [p.confidence for p in f.paths]))
+                                  np.array([p.confidence for p in f.paths], np.float64)))
     return out
 
 
@@ -62,7 +65,8 @@ def plan_from_msg(msg) -> Plan:
     cands = [_points(c.points) for c in msg.candidates]
     steps = min((len(c) for c in cands), default=len(traj))
     return Plan(traj, np.stack([c[:steps] for c in cands]) if cands else np.zeros((0, steps, 3)),
-                [c.score for c in msg.candidates], [c.command for c in msg.candidates], int(msg.command))
+                np.array([c.score for c in msg.candidates], np.float64),
+                np.array([c.command for c in msg.candidates], np.int64), int(msg.command))
 
 
 def info_lines(frame_info) -> Dict[str, str]:

@@ -28,8 +28,14 @@ from sparsedrive_ros.runtime.tf_buffer import TransformBuffer, TransformError
 
 from .bev import BevView, render_bev
 from .camera import camera_mosaic, render_camera_overlay
-from .messages import (ImageDecodeError, decode_compressed, frame_from_messages, intrinsics_from_camera_info, stamp_ns,
-                       transforms_from_tf)
+from .messages import (
+    ImageDecodeError,
+    decode_compressed,
+    frame_from_messages,
+    intrinsics_from_camera_info,
+    stamp_ns,
+    transforms_from_tf,
+)
 from .scene import CameraView
 
 PACKAGE = "sparsedrive_ros"
@@ -265,7 +271,7 @@ class Recording:
         self.assembler = FrameAssembler(self._on_frame, config.max_pending_frames)
         self.rendered: List[Path] = []
         self.render_errors = 0
-        self._progress = {"frames_received": 0, "frames_rendered": 0, "last_frame_index": None,
+        self._progress: Dict[str, Any] = {"frames_received": 0, "frames_rendered": 0, "last_frame_index": None,
                           "last_output_wall": None, "last_input_wall": None, "messages": {}}
         self._progress_written = 0.0
 

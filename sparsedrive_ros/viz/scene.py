@@ -13,7 +13,6 @@ import numpy as np
 from sparsedrive_ros.conventions import DETECTION_CLASSES, MAP_CLASSES
 
 
-
 def _array(value, shape_tail: Tuple[int, ...], name: str, dtype=np.float64) -> np.ndarray:
     arr = np.asarray(value, dtype=dtype)
     if arr.size == 0:
@@ -49,7 +48,8 @@ class Boxes:
 
     @classmethod
     def empty(cls) -> "Boxes":
-        return cls(np.zeros((0, 3)), np.zeros((0, 3)), [], [], [], [])
+        return cls(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0),
+                   np.zeros(0, np.uint64))
 
     def __len__(self) -> int:
         return len(self.centers)
@@ -73,7 +73,7 @@ class MapElements:
 
     @classmethod
     def empty(cls) -> "MapElements":
-        return cls([], [], [])
+        return cls([], np.zeros(0, np.int64), np.zeros(0))
 
 
 @dataclass
