@@ -24,13 +24,13 @@ from .config import DET_CLASS_NAMES, MAP_CLASS_NAMES, DetHeadConfig, MapHeadConf
 from .motion_decoders import MotionForecast, PlanningResult
 from .point3d import MapElements
 from .sparsedrive import (
-                          FrameInputs,
-                          SparseDrive,
-                          SparseDriveOutput,
-                          SparseDriveState,
-                          SparseDriveStream,
-                          build_sparsedrive,
-                          stage_config,
+    FrameInputs,
+    SparseDrive,
+    SparseDriveOutput,
+    SparseDriveState,
+    SparseDriveStream,
+    build_sparsedrive,
+    stage_config,
 )
 
 __all__ = [
