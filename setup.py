@@ -16,6 +16,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["sparsedrive_ros", "sparsedrive_ros.*"]),
+    package_data={"sparsedrive_ros": ["assets/*.safetensors"]},  # the bundled demo model
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",

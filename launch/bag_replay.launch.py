@@ -35,7 +35,8 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "checkpoint",
                 default_value="",
-                description="SparseDrive weights (.pth or .safetensors); empty: seeded random weights",
+                description="SparseDrive weights (.pth, .pt or .safetensors); empty: the bundled demo model "
+                "(synthetic world only); random: seeded random weights",
             ),
             DeclareLaunchArgument(
                 "lifecycle",

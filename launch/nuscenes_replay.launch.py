@@ -62,7 +62,8 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "checkpoint",
                 default_value="",
-                description="SparseDrive weights (.pth or .safetensors); empty: seeded random weights",
+                description="SparseDrive weights (.pth, .pt or .safetensors); empty: the bundled demo model "
+                "(synthetic world only); random: seeded random weights",
             ),
             DeclareLaunchArgument(
                 "lifecycle",
@@ -163,6 +164,10 @@ def generate_launch_description():
                 parameters=[
                     {
                         "out_dir": ParameterValue(arg("out_dir"), value_type=str),
+                        # annotations drawn beside the outputs (empty dataroot: the replay's own synthetic scene
+                        # lives in a temporary folder and is not drawn)
+                        "dataroot": ParameterValue(arg("dataroot"), value_type=str),
+                        "version": ParameterValue(arg("version"), value_type=str),
                         "use_sim_time": use_sim_time,
                     }
                 ],

@@ -72,6 +72,7 @@ def test_replay_node_subscriber_through_the_launch_runner(tmp_path, ros_env):
         launch = subprocess.Popen(
             [sys.executable, "-m", "sparsedrive_ros.tools.launch", "sparsedrive_ros", "nuscenes_replay.launch.py",
              f"dataroot:={data.dataroot}", f"version:={data.version}", "rate:=0.02", "wait_for_subscribers:=180",
+             "checkpoint:=random",  # the full-size architecture; an empty checkpoint would run the demo model
              # Matching is only known on the writer's side; a second lets the node's readers match too, so the
              # scene's very first images (best-effort sensor QoS) are not lost.
              "start_delay:=2.0",

@@ -63,12 +63,13 @@ PARAMETERS: dict[str, Param] = {
     "max_time_jump": P(2.0, True, "s, a larger forward time jump resets the temporal state"),
     "desync_reset_frames": P(3, True, "consecutive incomplete anchor frames that count as a desync (reset)"),
     # Model
-    "checkpoint": P("", False, "checkpoint file (.pth mmcv/plain or .safetensors); empty = seeded random weights"),
+    "checkpoint": P("", False, "checkpoint file (.pth mmcv/plain, training .pt or .safetensors); empty = the "
+                             "bundled demo model (synthetic world only); 'random' = seeded random weights"),
     "stage": P(2, False, "1 (det + map) or 2 (+ motion and planning)"),
     "device": P("cpu", False, "torch device: cpu, cuda, cuda:N"),
     "dtype": P("float32", False, "float32 or float64"),
     "backbone_autocast": P("", False, "empty, bf16 or fp16: autocast for the image backbone"),
-    "seed": P(0, False, "seed of the random weights when no checkpoint is given"),
+    "seed": P(0, False, "seed of the random weights (checkpoint: random)"),
     # Outputs
     "score_threshold": P(0.25, True, "publish detections with score >= this (0 = all)"),
     "map_score_threshold": P(0.3, True, "publish map elements with score >= this (0 = all)"),
@@ -200,8 +201,8 @@ def default_values() -> dict[str, Any]:
 
 
 def check_checkpoint_file(path: str) -> None:
-    """Cheap checks before the model is built: the file exists and is not empty."""
-    if not path:
+    """Cheap checks before the model is built: the file exists and is not empty ("" = demo model, "random")."""
+    if path in ("", "random"):
         return
     f = Path(path)
     if not f.is_file():

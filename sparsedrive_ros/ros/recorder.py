@@ -46,6 +46,8 @@ PARAMETERS = {
     "fixed_frame": ("map", "frame through which outputs are moved to each camera's exposure time"),
     "vehicle_frame": ("base_link", "frame whose z = 0 is the ground (plan and forecasts are drawn on it)"),
     "image_tolerance": (0.1, "s, max difference between a camera stamp and the stamp an overlay wants"),
+    "dataroot": ("", "nuScenes dataroot whose annotations are drawn beside the outputs; empty: outputs only"),
+    "version": ("v1.0-mini", "nuScenes version folder of dataroot"),
 }
 
 
@@ -85,6 +87,8 @@ class SparseDriveRecorder(Node):
             fixed_frame=value("fixed_frame"),
             vehicle_frame=value("vehicle_frame"),
             image_tolerance_s=float(value("image_tolerance")),
+            dataroot=value("dataroot"),
+            version=value("version"),
         )
         store = package_typestore()
         self._check_hashes(store)

@@ -73,38 +73,38 @@ class FrameRejected(ValueError):
 
 
 def build_pipeline(p: NodeParams, logger) -> SparseDrivePipeline:
-    """The model (checkpoint or seeded random weights) wrapped in a pipeline. Raises StartupError on a checkpoint
-    that is missing, empty, truncated, not a checkpoint, or does not match the model."""
+    """The model wrapped in a pipeline. ``checkpoint``: empty = the bundled demo model (synthetic world only),
+    ``random`` = seeded random weights, else a file (its metadata names the architecture; an official checkpoint
+    gets the original's). Raises StartupError on a checkpoint that is missing, empty, truncated, not a
+    checkpoint, or does not match the model (model/model_file.py)."""
     import torch
 
-    from sparsedrive_ros.model.checkpoint import check_state_dict, load_checkpoint
-    from sparsedrive_ros.model.sparsedrive import build_sparsedrive
+    from sparsedrive_ros.model.checkpoint import CheckpointMismatchError
+    from sparsedrive_ros.model.model_file import load_model
 
     check_checkpoint_file(p.checkpoint)
-    state_dict = None
-    if p.checkpoint:  # read before the model is built: an unreadable file fails in a second, not after 11 s
-        try:
-            state_dict = load_checkpoint(p.checkpoint)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
-        except Exception as exc:  # EOFError, zip/pickle errors, ...: a truncated or foreign file
-            raise StartupError(f"checkpoint {p.checkpoint} cannot be read (truncated or not a checkpoint): "
-                               f"{type(exc).__name__}: {exc}") from None
-    torch.manual_seed(p.seed)
-    model = build_sparsedrive(stage=p.stage)
-    if state_dict is not None:
-        try:
-            check_state_dict(state_dict, model)  # names every missing/unexpected key and shape conflict
-            model.load_state_dict(state_dict, strict=True)
-        except (ValueError, RuntimeError) as exc:
-            raise StartupError(f"checkpoint {p.checkpoint} does not match the stage-{p.stage} model: {exc}") from None
-        logger.info(f"loaded checkpoint {p.checkpoint}")
+    try:
+        model, source = load_model(p.checkpoint, stage=p.stage, seed=p.seed)
+    except FileNotFoundError as exc:
+        raise StartupError(str(exc)) from None
+    except CheckpointMismatchError as exc:
+        raise StartupError(f"checkpoint {p.checkpoint} does not match the model: {exc}") from None
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    except Exception as exc:  # EOFError, zip/pickle errors, ...: a truncated or foreign file
+        raise StartupError(f"checkpoint {p.checkpoint} cannot be read (truncated or not a checkpoint): "
+                           f"{type(exc).__name__}: {exc}") from None
+    if source.random:
+        logger.warning("checkpoint:=random: running with RANDOM weights (seed %d); outputs are meaningless. "
+                       "Leave `checkpoint` empty for the demo model or pass sparsedrive_stage2.pth." % p.seed)
+    elif source.kind == "demo":
+        logger.info(f"no checkpoint given: using the bundled {source.describe()}; it was trained on the synthetic "
+                    f"world only. Pass checkpoint:=sparsedrive_stage2.pth for the official model.")
     else:
-        logger.warning("no checkpoint given: running with RANDOM weights (seed %d); outputs are meaningless. "
-                       "Set the `checkpoint` parameter to sparsedrive_stage2.pth for real results." % p.seed)
+        logger.info(f"loaded {source.describe()} (stage {source.config.stage}, input {source.config.image_hw})")
     if p.backbone_autocast:
         model.backbone_autocast = torch.bfloat16 if p.backbone_autocast == "bf16" else torch.float16
-    return SparseDrivePipeline(model, p.pipeline_config())
+    return SparseDrivePipeline(model, p.pipeline_config(), model_label=source.describe(), random_weights=source.random)
 
 
 def dump_request(request: FrameRequest, directory: str) -> None:
@@ -577,7 +577,9 @@ class _SparseDriveCore:
 
     def _frame_info(self, p: NodeParams, frame: SyncedFrame, result, timings: dict, total: float,
                     stale: bool) -> FrameInfo:
-        msg = FrameInfo(frame_index=self._frame_index, camera_names=list(p.camera_names),
+        msg = FrameInfo(frame_index=self._frame_index, model=str(getattr(self.pipeline, "model_label", "")),
+                        random_weights=bool(getattr(self.pipeline, "random_weights", False)),
+                        camera_names=list(p.camera_names),
                         camera_status=[int(s) for s in frame.status], max_camera_skew=float(frame.max_skew),
                         temporal_reset=result.temporal_reset, reset_reason=result.reset_reason,
                         time_since_previous=result.time_since_previous, command=result.plan_command,

@@ -115,8 +115,11 @@ class StageTimer:
 class SparseDrivePipeline:
     """Owns the model's temporal stream; `process()` one synchronised frame at a time (not thread-safe)."""
 
-    def __init__(self, model: SparseDrive, config: PipelineConfig = PipelineConfig()):
+    def __init__(self, model: SparseDrive, config: PipelineConfig = PipelineConfig(), model_label: str = "",
+                 random_weights: bool = False):
         self.config = config
+        # Provenance for every published frame (FrameInfo.model / random_weights) and for the renders' banner.
+        self.model_label, self.random_weights = model_label, random_weights
         self.device = torch.device(config.device)
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         self.model = model.to(device=self.device, dtype=self.dtype).eval()

@@ -8,8 +8,9 @@ Then launch/nuscenes_replay.launch.py runs (through ROS 2 launch's stand-in runn
 ROS 2 wheels) with record:=true, in stages: the sparsedrive node and the recorder start first, the replay once
 the node says it is ready (loading the model takes a while and frames sent before would be lost). When the
 replay has ended and no new result has arrived for a while, everything is stopped with SIGINT and the bag and
-frames are listed. The model takes 10-30 s per frame on a 2-core CPU: --rate slows the replay down (the default
-0.02 gives the node 25 s of wall time per 0.5 s key frame interval; a 2 s scene then takes about 4 minutes).
+frames are listed. Without --checkpoint the bundled demo model runs (small, about 0.5 s per frame on a 2-core CPU,
+replayed at rate 0.25); any other model defaults to rate 0.02, which gives the full-size model 25 s of wall
+time per 0.5 s key-frame interval. When the dataroot has annotations, the renders draw them beside the outputs.
 """
 from __future__ import annotations
 
@@ -48,10 +49,13 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--scene", default="", help="scene names to replay, comma-separated (default: every scene)")
     p.add_argument("--out", default="demo_output", help="output directory (bag/, frames/ are replaced)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1")
-    p.add_argument("--checkpoint", default="", help="SparseDrive weights; default: seeded random weights")
-    p.add_argument("--rate", type=float, default=0.02,
-                   help="replay speed (1.0 = real time). The default gives the node 25 s of wall time per 0.5 s key "
-                        "frame interval: the CPU model took 10-30 s per frame on 2 busy cores. On a GPU use ~0.5")
+    p.add_argument("--checkpoint", default="",
+                   help="SparseDrive weights (official .pth, .safetensors, training .pt); default: the bundled demo "
+                        "model (trained on the synthetic world only); 'random': seeded random weights")
+    p.add_argument("--rate", type=float, default=None,
+                   help="replay speed (1.0 = real time). Default: 0.25 for the small demo model (about 0.5 s per "
+                        "frame on a busy 2-core CPU), 0.02 for any other model (the full-size model takes 4-30 s per "
+                        "frame on a CPU: 25 s of wall time per 0.5 s key-frame interval). On a GPU use ~0.5")
     p.add_argument("--seconds", type=float, default=2.0, help="length of the synthetic scene (key frames every 0.5 s)")
     return p.parse_args(argv)
 
@@ -113,15 +117,20 @@ def run_demo(args: argparse.Namespace, timeouts: DemoTimeouts = DemoTimeouts(),
     """Runs the demo; returns the process exit status. `resolver` lets tests point at another package tree."""
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.rate is None:
+        args.rate = 0.25 if not args.checkpoint else 0.02
     if args.rate <= 0:
         raise ValueError(f"--rate must be > 0, got {args.rate}")
     dataroot, version = (Path(args.dataroot).resolve(), args.version) if args.dataroot \
         else prepare_synthetic(out, args.seconds)
     clear_previous_run(out)
     if not args.checkpoint:
+        _say("no checkpoint given: the bundled demo model (sparsedrive_ros/assets/demo_model.safetensors), trained")
+        _say("on the synthetic world only; pass --checkpoint sparsedrive_stage2.pth for the official model.")
+    elif args.checkpoint.strip() == "random":
         _say("!" * 72)
-        _say("NO CHECKPOINT: the model runs with seeded RANDOM weights. Boxes, map, forecasts and plan are")
-        _say("meaningless; pass --checkpoint sparsedrive_stage2.pth (DEMO_ARGS='--checkpoint ...') for real ones.")
+        _say("--checkpoint random: the model runs with seeded RANDOM weights. Boxes, map, forecasts and plan are")
+        _say("meaningless (every rendered frame carries a red banner saying so).")
         _say("!" * 72)
     arguments = {"dataroot": str(dataroot), "version": version, "scene": args.scene, "rate": repr(args.rate),
                  "device": args.device, "checkpoint": args.checkpoint, "record": "true", "out_dir": str(out),

@@ -13,7 +13,19 @@ import numpy as np
 
 from sparsedrive_ros.geometry.shapes import box_corners
 
-from .draw import CANDIDATE_COLOR, EGO_COLOR, EGO_SIZE_LW, PLAN_COLOR, detection_color, map_color, put_text, scale_color
+from .draw import (
+    CANDIDATE_COLOR,
+    EGO_COLOR,
+    EGO_SIZE_LW,
+    GT_COLOR,
+    GT_PATH_COLOR,
+    PLAN_COLOR,
+    detection_color,
+    fit_text,
+    map_color,
+    put_text,
+    scale_color,
+)
 from .scene import FrameOutputs
 
 
@@ -111,11 +123,36 @@ def _draw_plan(image: np.ndarray, view: BevView, frame: FrameOutputs) -> None:
         cv2.circle(image, (int(round(p[0])), int(round(p[1]))), 3, PLAN_COLOR, -1, cv2.LINE_AA)
 
 
+def _draw_ground_truth(image: np.ndarray, view: BevView, frame: FrameOutputs) -> None:
+    gt = frame.ground_truth
+    if gt is None:
+        return
+    for points in gt.map.polylines:
+        _poly(image, view, points, scale_color(GT_COLOR, 0.55), 1)
+    b = gt.boxes
+    for k in range(len(b)):
+        _poly(image, view, box_corners(b.centers[k], b.sizes[k], b.yaws[k])[:4], GT_COLOR, 1, closed=True)
+    for p in view.to_pixels(gt.ego_path):
+        cv2.circle(image, (int(round(p[0])), int(round(p[1]))), 4, GT_PATH_COLOR, 1, cv2.LINE_AA)
+
+
+def _draw_legend(image: np.ndarray, frame: FrameOutputs) -> None:
+    entries = [("prediction (colour = class)", (60, 80, 255)), ("plan", (255, 0, 255))]
+    if frame.ground_truth is not None:
+        entries += [("ground truth", GT_COLOR), ("true ego path", GT_PATH_COLOR)]
+    v = image.shape[0] - 10 - 18 * (len(entries) - 1)
+    for text, color in entries:
+        cv2.line(image, (8, v - 4), (30, v - 4), color, 2, cv2.LINE_AA)
+        put_text(image, text, (36, v), (220, 220, 220), 0.4)
+        v += 18
+
+
 def render_bev(frame: FrameOutputs, view: BevView = BevView()) -> np.ndarray:
     """[H, W, 3] uint8 BGR bird's-eye view of `frame` (reference-frame xy; z is ignored)."""
     width, height = view.size
     image = np.full((height, width, 3), 24, dtype=np.uint8)
     _draw_grid(image, view)
+    _draw_ground_truth(image, view, frame)
     _draw_map(image, view, frame)
     _draw_plan(image, view, frame)
     _draw_forecasts(image, view, frame)
@@ -123,7 +160,11 @@ def render_bev(frame: FrameOutputs, view: BevView = BevView()) -> np.ndarray:
     _draw_ego(image, view)
     lines = [f"frame {frame.frame_index}  t={frame.stamp_ns * 1e-9:.3f} s  {frame.frame_id}",
              f"{len(frame.boxes)} boxes  {len(frame.map.polylines)} map  {len(frame.forecasts)} forecasts"]
+    if frame.model:
+        lines.append(f"model: {frame.model}")
     lines += [f"{k}: {v}" for k, v in frame.info.items()]
+    max_chars = int(width / 7.5)  # FONT_HERSHEY_SIMPLEX at scale 0.45 is under 7.5 px per character
     for i, line in enumerate(lines):
-        put_text(image, line, (8, 18 + 18 * i))
+        put_text(image, fit_text(line, max_chars), (8, 18 + 18 * i))
+    _draw_legend(image, frame)
     return image

@@ -14,7 +14,7 @@ import numpy as np
 
 from sparsedrive_ros.geometry.shapes import box_corners
 
-from .draw import BOX_EDGES, PLAN_COLOR, detection_color, map_color, put_text, scale_color
+from .draw import BOX_EDGES, GT_COLOR, GT_PATH_COLOR, PLAN_COLOR, detection_color, map_color, put_text, scale_color
 from .scene import CameraView, FrameOutputs
 
 NEAR_M = 0.2
@@ -87,6 +87,14 @@ def render_camera_overlay(frame: FrameOutputs, view: CameraView, ground_z: float
                           min_forecast_confidence: float = 0.1, draw_map: bool = True) -> np.ndarray:
     """A copy of the camera image with the frame's outputs drawn in."""
     image = view.image.copy()
+    gt = frame.ground_truth
+    if gt is not None:  # thin near-white ground truth first, the class-coloured predictions over it
+        for k in range(len(gt.boxes)):
+            corners = box_corners(gt.boxes.centers[k], gt.boxes.sizes[k], gt.boxes.yaws[k])
+            draw_segments(image, view, corners, BOX_EDGES, GT_COLOR, 1)
+        if len(gt.ego_path):
+            path = _on_ground(np.concatenate([np.zeros((1, 3)), gt.ego_path]), ground_z)
+            draw_segments(image, view, path, _chain(len(path)), GT_PATH_COLOR, 1)
     if draw_map:
         for points, label in zip(frame.map.polylines, frame.map.labels):
             draw_segments(image, view, points, _chain(len(points)), scale_color(map_color(label), 0.8), 1)

@@ -17,6 +17,9 @@ MAP_COLORS: Tuple[Color, ...] = ((255, 140, 30), (0, 165, 255), (60, 200, 60))  
 PLAN_COLOR: Color = (255, 0, 255)
 CANDIDATE_COLOR: Color = (140, 110, 140)
 EGO_COLOR: Color = (255, 255, 255)
+GT_COLOR: Color = (235, 235, 235)  # ground truth: thin near-white lines, under the class-coloured predictions
+GT_PATH_COLOR: Color = (80, 220, 80)  # the ground-truth future ego path (green dots)
+BANNER_COLOR: Color = (30, 30, 200)
 EGO_SIZE_LW = (4.08, 1.85)  # m, the nuScenes data-collection car (length, width)
 
 
@@ -42,3 +45,16 @@ def put_text(image: np.ndarray, text: str, origin: Tuple[int, int], color: Color
 def scale_color(color: Color, factor: float) -> Color:
     r, g, b = (int(np.clip(c * factor, 0, 255)) for c in color)
     return r, g, b
+
+
+def draw_banner(image: np.ndarray, text: str, height: int = 34) -> np.ndarray:
+    """``image`` with a red band and ``text`` on top (a new array, ``height`` rows taller)."""
+    band = np.zeros((height, image.shape[1], 3), np.uint8)
+    band[:] = BANNER_COLOR
+    put_text(band, text, (10, height - 11), (255, 255, 255), 0.7)
+    return np.concatenate([band, image], axis=0)
+
+
+def fit_text(text: str, max_chars: int) -> str:
+    """``text`` cut to ``max_chars`` with an ellipsis, so that header lines never run off the image."""
+    return text if len(text) <= max_chars else text[: max(0, max_chars - 3)] + "..."

@@ -104,6 +104,8 @@ def frame_from_messages(detections=None, map_elements=None, forecasts=None, plan
         frame.plan = plan_from_msg(plan)
     if frame_info is not None:
         frame.info = info_lines(frame_info)
+        frame.model = str(getattr(frame_info, "model", ""))  # absent in bags recorded before the field existed
+        frame.random_weights = bool(getattr(frame_info, "random_weights", False))
     return frame
 
 

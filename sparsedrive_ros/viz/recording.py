@@ -28,6 +28,7 @@ from sparsedrive_ros.runtime.tf_buffer import TransformBuffer, TransformError
 
 from .bev import BevView, render_bev
 from .camera import camera_mosaic, render_camera_overlay
+from .draw import draw_banner
 from .messages import (
     ImageDecodeError,
     decode_compressed,
@@ -36,9 +37,11 @@ from .messages import (
     stamp_ns,
     transforms_from_tf,
 )
-from .scene import CameraView
+from .scene import CameraView, FrameOutputs, GroundTruth
 
 PACKAGE = "sparsedrive_ros"
+RANDOM_BANNER = "RANDOM WEIGHTS (checkpoint: random): boxes, map, forecasts and plan are meaningless"
+RANDOM_BANNER_SHORT = "RANDOM WEIGHTS: outputs are meaningless"
 CAMERA_NAMES = CAMERA_ORDER
 # The per-frame outputs a rendered frame is assembled from (all share header.stamp).
 FRAME_TOPICS: Dict[str, Tuple[str, str]] = {
@@ -78,6 +81,11 @@ class RecorderConfig:
     draw_max_map: int = 40  # the best-scoring map polylines drawn per frame
     draw_min_score: float = 0.0  # nothing below this score is drawn
     bev_view: BevView = BevView()
+    # A nuScenes dataroot whose annotations are drawn beside the outputs (thin white boxes, the true ego path);
+    # empty: outputs only. The replay launch file passes its dataroot.
+    dataroot: str = ""
+    version: str = "v1.0-mini"
+    keep_frames: bool = False  # keep every assembled FrameOutputs in Recording.frames (behaviour checks)
     tile_size: Tuple[int, int] = (480, 270)
 
     def __post_init__(self):
@@ -270,6 +278,12 @@ class Recording:
                              | {"/tf", "/tf_static", config.command_topic})
         self.assembler = FrameAssembler(self._on_frame, config.max_pending_frames)
         self.rendered: List[Path] = []
+        self.frames: List[FrameOutputs] = []
+        self.ground_truth = None
+        if config.dataroot:
+            from .ground_truth import DatasetGroundTruth  # reads the whole dataroot's tables: only when asked
+
+            self.ground_truth = DatasetGroundTruth(config.dataroot, config.version)
         self.render_errors = 0
         self._progress: Dict[str, Any] = {"frames_received": 0, "frames_rendered": 0, "last_frame_index": None,
                           "last_output_wall": None, "last_input_wall": None, "messages": {}}
@@ -315,7 +329,7 @@ class Recording:
         if m.get("frame_info") is not None:  # lets a waiting tool size its idle timeout to the model's speed
             self._progress["last_total_latency"] = float(m["frame_info"].total_latency)
             self._progress["last_frame_index"] = int(m["frame_info"].frame_index)
-        if self.config.render:
+        if self.config.render or self.config.keep_frames:
             self._render(frame)
         self._write_progress()
 
@@ -324,6 +338,11 @@ class Recording:
         try:
             outputs = frame_from_messages(m.get("detections"), m.get("map"), m.get("forecasts"), m.get("plan"),
                                           m.get("frame_info"))
+            outputs.ground_truth = self._ground_truth(outputs)
+            if self.config.keep_frames:
+                self.frames.append(outputs)
+            if not self.config.render:
+                return
             total = (len(outputs.boxes), len(outputs.map.polylines))
             outputs = outputs.strongest(self.config.draw_max_boxes, self.config.draw_max_map,
                                         self.config.draw_min_score)
@@ -336,7 +355,10 @@ class Recording:
             bev_small = cv2.resize(bev, (int(bev.shape[1] * height / bev.shape[0]), height),
                                    interpolation=cv2.INTER_AREA)
             path = self.frames_dir / f"frame_{outputs.frame_index:06d}.png"
-            cv2.imwrite(str(path), np.concatenate([mosaic, bev_small], axis=1))
+            combined = np.concatenate([mosaic, bev_small], axis=1)
+            if outputs.random_weights:
+                combined, bev = draw_banner(combined, RANDOM_BANNER), draw_banner(bev, RANDOM_BANNER_SHORT)
+            cv2.imwrite(str(path), combined)
             cv2.imwrite(str(self.frames_dir / f"bev_{outputs.frame_index:06d}.png"), bev)
         except Exception as err:  # noqa: BLE001 -- one bad frame must not end a recording
             self.render_errors += 1
@@ -347,6 +369,15 @@ class Recording:
         self.log(f"rendered {path.name} ({len(overlays)}/{len(self.config.camera_names)} cameras"
                  f"{', missing ' + ', '.join(missing) if missing else ''})")
         self._progress["frames_rendered"] = len(self.rendered)
+
+    def _ground_truth(self, outputs: FrameOutputs) -> Optional[GroundTruth]:
+        if self.ground_truth is None:
+            return None
+        try:
+            ref_to_global = self.tf.lookup(self.config.fixed_frame, outputs.frame_id, outputs.stamp_ns)
+        except TransformError:
+            return None
+        return self.ground_truth.in_frame(outputs.stamp_ns, ref_to_global)
 
     def _camera_stamps(self, frame_info, default: int) -> Dict[str, int]:
         stamps = {c: default for c in self.config.camera_names}

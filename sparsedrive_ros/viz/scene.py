@@ -120,6 +120,20 @@ class Plan:
 
 
 @dataclass
+class GroundTruth:
+    """Annotations drawn beside the outputs, in the same frame: boxes (scores 1, ids = instance index), map
+    polylines, the future ego path [T, 3] (one point per 0.5 s), and the key frame's stamp they come from."""
+
+    boxes: Boxes
+    map: MapElements
+    ego_path: np.ndarray
+    key_frame_stamp_ns: int = 0
+
+    def __post_init__(self):
+        self.ego_path = _array(self.ego_path, (3,), "ground-truth ego path")
+
+
+@dataclass
 class FrameOutputs:
     """Everything the renderers draw for one model frame (any part may be missing)."""
 
@@ -133,6 +147,9 @@ class FrameOutputs:
     forecasts: List[ObjectForecast] = field(default_factory=list)
     plan: Optional[Plan] = None
     info: Dict[str, str] = field(default_factory=dict)  # short text lines for the header (latency, resets)
+    model: str = ""  # which weights produced the frame (FrameInfo.model)
+    random_weights: bool = False  # drawn as a banner on every render: the outputs mean nothing
+    ground_truth: Optional[GroundTruth] = None  # when the dataset has annotations (recorder `dataroot`)
 
     def strongest(self, max_boxes: int, max_map: int, min_score: float = 0.0) -> "FrameOutputs":
         """A copy with at most the `max_boxes` / `max_map` best-scoring boxes / map elements at or above
