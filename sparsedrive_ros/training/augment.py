@@ -151,25 +151,28 @@ def normalize_image(image_bgr: NDArray[np.float32]) -> NDArray[np.float32]:
 def grid_mask(images: Tensor, rng: np.random.Generator, prob: float = 0.7, ratio: float = 0.5) -> Tensor:
     """GridMask (mode 1, no rotation): one mask for every image/channel of the batch [..., H, W].
 
-    Bands of width l every d pixels are kept and the squares between them zeroed.
+    On a canvas 1.5 times the image, horizontal and vertical bands ``band`` pixels wide repeat every ``period``
+    pixels from a random offset; the bands are kept and the squares between them zeroed; the image-sized centre
+    of the canvas is the mask. Random draws, in order: apply?, period, row offset, column offset.
     """
     if prob <= 0 or rng.uniform() > prob:
         return images
     height, width = images.shape[-2:]
-    hh, ww = int(1.5 * height), int(1.5 * width)
-    d = int(rng.integers(2, height))
-    band = min(max(int(d * ratio + 0.5), 1), d - 1)
-    mask = np.ones((hh, ww), np.float32)
-    st_h, st_w = int(rng.integers(d)), int(rng.integers(d))
-    for i in range(hh // d):
-        s = d * i + st_h
-        mask[s:min(s + band, hh), :] = 0
-    for i in range(ww // d):
-        s = d * i + st_w
-        mask[:, s:min(s + band, ww)] = 0
-    top, left = (hh - height) // 2, (ww - width) // 2
-    mask = 1 - mask[top:top + height, left:left + width]
-    return images * torch.from_numpy(mask).to(images)
+    canvas_h, canvas_w = int(1.5 * height), int(1.5 * width)
+    period = int(rng.integers(2, height))
+    band = min(max(int(period * ratio + 0.5), 1), period - 1)
+    row_offset, col_offset = int(rng.integers(period)), int(rng.integers(period))
+    rows = _in_bands(canvas_h, period, band, row_offset)  # [canvas_h] bool
+    cols = _in_bands(canvas_w, period, band, col_offset)  # [canvas_w] bool
+    top, left = (canvas_h - height) // 2, (canvas_w - width) // 2
+    keep = rows[top:top + height, None] | cols[None, left:left + width]  # [H, W]
+    return images * torch.from_numpy(keep.astype(np.float32)).to(images)
+
+
+def _in_bands(size: int, period: int, band: int, offset: int) -> NDArray[np.bool_]:
+    """Which of ``size`` pixels lie in one of the ``size // period`` bands [offset + k·period, + band)."""
+    shifted = np.arange(size) - offset
+    return (shifted >= 0) & (shifted // period < size // period) & (shifted % period < band)
 
 
 def depth_maps(
