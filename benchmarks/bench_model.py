@@ -149,7 +149,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5, help="timed frames after one warm-up frame")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--autocast", choices=sorted(AUTOCAST), help="backbone/neck autocast dtype (P27)")
+    parser.add_argument("--autocast", choices=sorted(AUTOCAST),
+                        help="backbone/neck autocast dtype (docs/model-notes.md#numeric-precision)")
     parser.add_argument("--checkpoint", help="weights (.pth/.safetensors); random weights if absent")
     parser.add_argument("--stage", type=int, choices=(1, 2), help="default: from the checkpoint, else 2")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")

@@ -49,7 +49,8 @@ def sensor_to_lidar(
     """[4, 4] camera(t_cam) -> lidar(t_ref) through ego(t_cam) -> global -> ego(t_ref).
 
     Each camera uses its own ego pose, so the result contains the ego motion between the exposure and the
-    lidar key frame (the original's ``sensor2lidar_rotation/translation``, spec P24).
+    lidar key frame (the original's ``sensor2lidar_rotation/translation``,
+    docs/model-notes.md#frames).
     """
     to_global = np.asarray(ego_to_global_cam, dtype=np.float64) @ np.asarray(cam_to_ego, dtype=np.float64)
     from_global = invert_transform(lidar_to_ego) @ invert_transform(ego_to_global_lidar)

@@ -57,7 +57,7 @@ class BankFrame:
 
     instance_feature: Tensor         # [B, N, C] learned initial features
     anchor: Tensor                   # [B, N, D] learned anchors
-    temp_feature: Optional[Tensor]   # [B, T, C] carried features (even when the time gap is too large, P8)
+    temp_feature: Optional[Tensor]   # [B, T, C] carried features (also after a gap, model-notes#temporal-rules)
     temp_anchor: Optional[Tensor]    # [B, T, D] carried anchors moved into the current frame
     time_interval: Tensor            # [B] seconds used by the refinement (0.5 on first frame / gaps / dt = 0)
 

@@ -135,7 +135,8 @@ class Sparse4DHead(nn.Module):
                     instance_feature, anchor = self.instance_bank.update(state, instance_feature, anchor, cls)
                 anchor_embed = self.anchor_encoder(anchor)
                 if len(prediction) > self.num_single_frame_decoder and temp_anchor_embed is not None:
-                    # Later temporal layers key on the *current* refined anchors of the carried instances (P10).
+                    # Later temporal layers key on the *current* refined anchors of the carried instances
+                    # (docs/model-notes.md#decoder-stack).
                     temp_anchor_embed = anchor_embed[:, :num_temp]
         if cls is None:
             raise ValueError(f"operation order {self.operation_order} has no refine layer")
