@@ -210,7 +210,7 @@ class SparseDrive(nn.Module):
         self.motion_decoder = SparseBox3DMotionDecoder()
         self.planning_decoder = (HierarchicalPlanningDecoder(config.motion_plan)
                                  if config.motion_plan is not None else None)
-        self.backbone_autocast: Optional[torch.dtype] = None  # e.g. float16 on CUDA (#numeric-precision)
+        self.backbone_autocast: Optional[torch.dtype] = None  # e.g. float16 on CUDA (model-notes#numeric-precision)
 
     def new_state(self) -> SparseDriveState:
         return SparseDriveState()
@@ -257,7 +257,7 @@ class SparseDrive(nn.Module):
         motion = None
         if self.head.motion_plan_head is not None:
             det_head = self.head.det_head
-            front_coarsest = feature_maps[-1][:, 0]  # [B, C, H/32, W/32] camera 0 = FRONT (#orderings)
+            front_coarsest = feature_maps[-1][:, 0]  # [B, C, H/32, W/32] camera 0 = FRONT (model-notes#orderings)
             motion = self.head.motion_plan_head(
                 state.motion, det, map_out, front_coarsest, inputs.T_global, inputs.T_global_inv, state.det.mask,
                 det_head.anchor_encoder, det_head.instance_bank.anchor_handler)
