@@ -66,7 +66,7 @@ def test_det_class_loss_divides_by_num_pos_plus_float32_eps_in_float64():
     assert float(got) == pytest.approx(expected, rel=1e-13, abs=0)
 
 
-def test_map_and_motion_avg_factors_keep_the_eps():
+def test_map_avg_factor_keeps_the_eps():
     g = torch.Generator().manual_seed(1)
     num_pred, num_gt = 10, 3
     pts = torch.rand(num_gt, 20, 2, generator=g, dtype=F64) * 20 - 10
@@ -142,3 +142,63 @@ def test_disable_dropout_turns_every_random_layer_off():
         assert getattr(m, "attn_drop", 0.0) == 0.0
         if hasattr(m, "in_proj_weight"):
             assert m.dropout == 0.0
+
+
+def test_frame_without_ground_truth_divides_by_one_plus_eps():
+    """No GT box: every prediction is background, num_pos is floored at 1 (the original's max(count, 1.0))."""
+    outputs, _ = _det_case()
+    gt = GroundTruth(boxes=[torch.zeros(0, 9, dtype=F64)], labels=[torch.zeros(0, dtype=torch.long)],
+                     map_labels=[torch.zeros(0, dtype=torch.long)], map_pts=[torch.zeros(0, 20, 2, dtype=F64)])
+    crit = SparseDriveCriterion(LossConfig(with_map=False, with_motion_plan=False, with_depth=False))
+    losses = crit(outputs, gt)
+    background = torch.full((12,), 10)
+    expected = 2.0 * _focal_sum(outputs["raw/det/classification/0"][0], background) / (1.0 + EPS32)
+    assert float(losses["det_loss_cls_0"]) == pytest.approx(expected, rel=1e-13, abs=0)
+    assert float(losses["det_loss_box_0"]) == 0.0 and crit.last_decisions["match/det/0/pred_idx"].size == 0
+
+
+def test_motion_avg_factor_keeps_the_eps_and_planning_takes_plain_means():
+    outputs, gt = _det_case()
+    g = torch.Generator().manual_seed(4)
+    motion_reg = torch.randn(1, 12, 6, 12, 2, generator=g, dtype=F64)
+    plan_reg = torch.randn(1, 1, 18, 6, 2, generator=g, dtype=F64)
+    outputs.update({
+        "raw/motion/classification/0": torch.randn(1, 12, 6, generator=g, dtype=F64),
+        "raw/motion/prediction/0": motion_reg,
+        "raw/planning/classification/0": torch.randn(1, 1, 18, generator=g, dtype=F64),
+        "raw/planning/prediction/0": plan_reg,
+        "raw/planning/status/0": torch.randn(1, 1, 10, generator=g, dtype=F64),
+    })
+    trajs = torch.randn(5, 12, 2, generator=g, dtype=F64)
+    masks = torch.ones(5, 12, dtype=F64)
+    masks[1, 7:] = 0
+    gt.agent_fut_trajs, gt.agent_fut_masks = [trajs], [masks]
+    gt.ego_fut_trajs = torch.randn(1, 6, 2, generator=g, dtype=F64)
+    gt.ego_fut_masks = torch.tensor([[1.0, 1, 1, 1, 0, 0]], dtype=F64)
+    gt.ego_fut_cmd = torch.tensor([[0.0, 1.0, 0.0]], dtype=F64)
+    gt.ego_status = torch.randn(1, 10, generator=g, dtype=F64)
+    crit = SparseDriveCriterion(LossConfig(with_map=False, with_depth=False))
+    losses = crit(outputs, gt)
+    d = crit.last_decisions
+    # motion: matches of the (last) det layer; best mode by masked mean distance of cumulative positions
+    expected = 0.0
+    for p, t in zip(d["match/det/0/pred_idx"].tolist(), d["match/det/0/target_idx"].tolist()):
+        pred = motion_reg[0, p].numpy().cumsum(-2)
+        gt_cum = trajs[t].numpy().cumsum(-2)
+        mask = masks[t].numpy()
+        mode = int(np.argmin((np.linalg.norm(pred - gt_cum[None], axis=-1) * mask).mean(-1)))
+        assert d["match/motion/0/mode_target"][p] == mode
+        expected += (np.abs(pred[mode] - gt_cum) * mask[:, None]).sum()
+    assert losses["motion_loss_reg_0"].dtype == F64
+    assert float(losses["motion_loss_reg_0"]) == pytest.approx(0.2 * expected / (5.0 + EPS32), rel=1e-13, abs=0)
+    # planning: command 1 picks modes 6..11; means over 12 offsets (no avg factor, no eps)
+    modes = plan_reg[0, 0, 6:12].numpy()
+    ego, ego_mask = gt.ego_fut_trajs[0].numpy(), gt.ego_fut_masks[0].numpy()
+    dist = (np.linalg.norm(modes.cumsum(-2) - ego.cumsum(-2)[None], axis=-1) * ego_mask).mean(-1)
+    best = int(np.argmin(dist))
+    assert d["match/planning/0/cmd"].tolist() == [1] and d["match/planning/0/mode_target"].tolist() == [best]
+    expected = (np.abs(modes[best] - ego) * ego_mask[:, None]).mean()
+    assert float(losses["planning_loss_reg_0"]) == pytest.approx(expected, rel=1e-14, abs=0)
+    status = outputs["raw/planning/status/0"][0, 0].numpy()
+    assert float(losses["planning_loss_status_0"]) == pytest.approx(
+        np.abs(status - gt.ego_status[0].numpy()).mean(), rel=1e-14, abs=0)
