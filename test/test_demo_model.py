@@ -146,3 +146,18 @@ def test_frame_info_carries_the_model_into_renders():
     frame = frame_from_messages(frame_info=Info())
     assert frame.random_weights and frame.model.startswith("RANDOM")
     assert json.dumps(frame.info)  # header lines stay plain strings
+
+
+def test_diagnostics_do_not_count_as_model_results(tmp_path):
+    # /diagnostics keeps coming on wall time after the last model frame; tools that wait until no result has
+    # arrived for a while (make demo, the behaviour check) must not wait forever because of it.
+    serialization = pytest.importorskip("rclpy.serialization")
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from sparsedrive_ros.tools.demo import read_progress
+    from sparsedrive_ros.viz.recording import RecorderConfig, Recording
+
+    rec = Recording(RecorderConfig(out_dir=tmp_path, write_bag=False, render=False), log=lambda line: None)
+    rec.handle("/diagnostics", serialization.serialize_message(DiagnosticArray()), 1)
+    rec._write_progress()
+    assert read_progress(tmp_path).get("last_output_wall") is None

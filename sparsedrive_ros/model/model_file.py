@@ -64,7 +64,7 @@ class ModelSource:
     config: SparseDriveConfig
 
     def describe(self) -> str:
-        return self.name if self.path is None else f"{self.name}: {self.path}"
+        return self.name if self.path is None else f"{self.name}, {self.path.name}"
 
 
 def resolve_checkpoint(spec: str) -> tuple[str, Optional[Path]]:

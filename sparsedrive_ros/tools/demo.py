@@ -26,7 +26,9 @@ from typing import Optional
 from sparsedrive_ros.launch_runner import LaunchError, LaunchRunner, PackageResolver
 
 NODE, RECORDER, REPLAY = "sparsedrive", "sparsedrive_recorder", "nuscenes_replay"
-READY_MARK = "sparsedrive ready"  # logged by the node once its subscriptions exist
+# Logged by the node once its subscriptions exist ("sparsedrive active: ..." since the lifecycle rework; the
+# older "sparsedrive ready" still counts).
+READY_MARKS = ("sparsedrive active", "sparsedrive ready")
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ def run_demo(args: argparse.Namespace, timeouts: DemoTimeouts = DemoTimeouts(),
                  "start_delay": repr(timeouts.discovery_s)}
     ready = []
     runner = LaunchRunner.from_package("sparsedrive_ros", "nuscenes_replay.launch.py", arguments, resolver=resolver)
-    runner.group.log_line = lambda name, line: ready.append(True) if name == NODE and READY_MARK in line else None
+    runner.group.log_line = lambda name, line: ready.append(True) \
+        if name == NODE and any(mark in line for mark in READY_MARKS) else None
     try:
         runner.start([NODE, RECORDER])
         _say("waiting for the sparsedrive node to build the model ...")

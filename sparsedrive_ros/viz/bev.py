@@ -139,7 +139,7 @@ def _draw_ground_truth(image: np.ndarray, view: BevView, frame: FrameOutputs) ->
 def _draw_legend(image: np.ndarray, frame: FrameOutputs) -> None:
     entries = [("prediction (colour = class)", (60, 80, 255)), ("plan", (255, 0, 255))]
     if frame.ground_truth is not None:
-        entries += [("ground truth", GT_COLOR), ("true ego path", GT_PATH_COLOR)]
+        entries += [("ground truth: boxes, lanes, ego path (circles)", GT_COLOR)]
     v = image.shape[0] - 10 - 18 * (len(entries) - 1)
     for text, color in entries:
         cv2.line(image, (8, v - 4), (30, v - 4), color, 2, cv2.LINE_AA)

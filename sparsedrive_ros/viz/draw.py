@@ -18,7 +18,7 @@ PLAN_COLOR: Color = (255, 0, 255)
 CANDIDATE_COLOR: Color = (140, 110, 140)
 EGO_COLOR: Color = (255, 255, 255)
 GT_COLOR: Color = (235, 235, 235)  # ground truth: thin near-white lines, under the class-coloured predictions
-GT_PATH_COLOR: Color = (80, 220, 80)  # the ground-truth future ego path (green dots)
+GT_PATH_COLOR: Color = GT_COLOR  # the ground-truth future ego path (open circles): all ground truth is white
 BANNER_COLOR: Color = (30, 30, 200)
 EGO_SIZE_LW = (4.08, 1.85)  # m, the nuScenes data-collection car (length, width)
 

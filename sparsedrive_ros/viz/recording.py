@@ -298,7 +298,10 @@ class Recording:
         if self.bag is not None and (not is_input or self.config.record_inputs):
             self.bag.write(topic, typename, stamp, raw)
         now = time.time()
-        self._progress["last_input_wall" if is_input else "last_output_wall"] = now
+        if is_input:
+            self._progress["last_input_wall"] = now
+        elif topic != "/diagnostics":  # diagnostics keep coming on wall time after the last model result
+            self._progress["last_output_wall"] = now
         if now - self._progress_written > 1.0:
             self._write_progress()
         if topic in self.camera_of_topic:
