@@ -187,7 +187,7 @@ def assert_one_clear_failure(out, *texts):
     assert text.count("cannot start") == 1 and "Traceback" not in text, text
     for t in texts:
         assert t in text, text
-    assert "RANDOM weights" not in text  # refused before the model was built
+    assert "RANDOM weights" not in text and "using the bundled" not in text  # refused before the model was built
 
 
 def test_unknown_parameters_are_all_named_and_the_node_exits_2(tmp_path, ros_env):

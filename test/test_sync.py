@@ -22,8 +22,8 @@ def feed(sync, cycles, skip=(), start_ms=1000, period_ms=83):
 def test_all_cameras_within_tolerance_and_throttled_to_2hz():
     sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.45))
     frames = feed(sync, 14)
-    # 14 cycles of 83 ms: anchors at 0 ms, 498 ms, 996 ms pass the 0.45 s throttle. The anchor of cycle 12 is
-    # decided only when CAM_FRONT_LEFT (8 ms early) of cycle 13 arrives; cycle 13's anchor is still pending.
+    # 14 cycles of 83 ms: anchors at 0 ms, 498 ms, 996 ms pass the 0.45 s throttle. Every anchor is decided once
+    # its last camera fired (CAM_FRONT_LEFT, 8 ms early, is settled: its next image is 83 ms away).
     assert [f.anchor_stamp_ns for f in frames] == [1000 * MS, 1498 * MS, 1996 * MS]
     f = frames[1]
     assert all(s is CameraStatus.OK for s in f.status)
@@ -32,7 +32,7 @@ def test_all_cameras_within_tolerance_and_throttled_to_2hz():
     # CAM_BACK_RIGHT 33 ms before and 50 ms after.
     assert [p[1] for p in f.payloads] == [6, 6, 6, 5, 6, 5]
     assert f.max_skew == pytest.approx(0.041)
-    assert sync.counters["throttled"] == 10 and sync.counters["emitted"] == 3
+    assert sync.counters["throttled"] == 11 and sync.counters["emitted"] == 3
 
 
 def test_stopped_camera_skip_reuse_and_mask():
@@ -61,13 +61,13 @@ def test_stopped_camera_skip_reuse_and_mask():
 def test_camera_outside_tolerance_is_missing_and_time_backwards_resets():
     sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.03, min_frame_interval=0.0))
     frames = feed(sync, 4)  # CAM_BACK (+42 ms), CAM_BACK_LEFT (+33) and CAM_BACK_RIGHT (+50) exceed 30 ms
-    assert frames == [] and sync.counters["incomplete"] == 3  # the 4th anchor still waits for CAM_FRONT_LEFT
+    assert frames == [] and sync.counters["incomplete"] == 4
     sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0))
-    assert len(feed(sync, 3, start_ms=60_000)) == 2  # the third anchor waits for CAM_FRONT_LEFT
-    frames = feed(sync, 3, start_ms=1000)  # the bag looped: the pending anchor is decided with what it has
+    assert len(feed(sync, 3, start_ms=60_000)) == 3
+    frames = feed(sync, 3, start_ms=1000)  # the bag looped
     assert sync.counters["time_backwards"] == 1
-    assert [f.anchor_stamp_ns for f in frames] == [60_166 * MS, 1000 * MS, 1083 * MS]
-    assert [f.reset_reason for f in frames] == ["", "time_backwards", ""]
+    assert [f.anchor_stamp_ns for f in frames] == [1000 * MS, 1083 * MS, 1166 * MS]
+    assert [f.reset_reason for f in frames] == ["time_backwards", "", ""]
 
 
 def test_frame_decided_by_a_much_later_anchor_keeps_its_images():
@@ -151,10 +151,10 @@ def test_a_tiny_backward_step_of_the_anchor_resets():
 
 def test_a_stale_image_is_dropped_for_its_own_camera_only():
     sync = CameraSynchronizer(SyncConfig(CAMS, max_camera_time_diff=0.06, min_frame_interval=0.0))
-    play(sync, 30)  # 2.5 s of cycles; the last anchor waits for CAM_FRONT_LEFT of the next cycle
+    play(sync, 30)  # 2.5 s of cycles
     assert sync.add("CAM_BACK", 1000 * MS, "late") == []  # 2.4 s older than CAM_BACK's newest
     frames = play(sync, 2, start_ms=1000 + 30 * 83)
-    assert [f.anchor_stamp_ns for f in frames] == [(1000 + k * 83) * MS for k in (29, 30)]  # nothing lost
+    assert [f.anchor_stamp_ns for f in frames] == [(1000 + k * 83) * MS for k in (30, 31)]  # nothing lost
     assert all(all(s is CameraStatus.OK for s in f.status) for f in frames)
     assert sync.counters["stale:CAM_BACK"] == 1 and sync.counters["time_backwards"] == 0
     assert all(p != "late" for f in frames for p in f.payloads)

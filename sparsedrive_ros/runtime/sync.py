@@ -104,6 +104,9 @@ class _Stream:
         return True
 
 
+_WALL_MARGIN = 1_000_000_000  # ns; extra wall time the flush grants late deliveries (a starved process)
+
+
 class CameraSynchronizer:
     def __init__(self, config: SyncConfig):
         self.config = config
@@ -219,9 +222,19 @@ class CameraSynchronizer:
         return best
 
     def _settled(self, camera: str, anchor: int) -> bool:
-        # Once a camera delivered an image at or after the anchor, its closest image is known for good.
+        """True once the camera's closest image to `anchor` is known: it delivered an image at or after the
+        anchor, or its newest image is so close before the anchor that the next one, one period later (the
+        interval between its last two images), cannot be closer. The second case decides a frame as soon as
+        its last camera fired, instead of waiting for the next cycle or the flush, for rigs where a camera fires
+        just before the anchor (CAM_FRONT_LEFT, 8 ms before CAM_FRONT on nuScenes)."""
         s = self._streams[camera].stamps
-        return bool(s) and s[-1] >= anchor
+        if not s:
+            return False
+        if s[-1] >= anchor:
+            return True
+        gap = anchor - s[-1]
+        period = s[-1] - s[-2] if len(s) >= 2 else 0
+        return gap <= self._tol and period > 2 * gap
 
     def flush(self, now_ns: int, received_now_ns: Optional[int] = None) -> list[SyncedFrame]:
         """Decide pending frames whose tolerance window ended before `now_ns` (same clock as the stamps) and, when
@@ -239,7 +252,7 @@ class CameraSynchronizer:
             anchor, received = self._pending[0]
             newer_anchor = len(self._pending) > 1
             expired = now_ns is not None and now_ns > anchor + self._tol and (
-                received_now_ns is None or received is None or received_now_ns > received + self._tol)
+                received_now_ns is None or received is None or received_now_ns > received + self._tol + _WALL_MARGIN)
             if not (force or newer_anchor or expired) and \
                     not all(self._settled(c, anchor) for c in self.config.camera_names):
                 break  # wait: a closer image may still come (at most max_camera_time_diff later)
