@@ -113,7 +113,8 @@ def test_nuscenes_replay_arguments_reach_the_nodes(tmp_path, fake_rviz):
     assert params["nuscenes_replay"]["dataroot"] == "/data/nuscenes"
     assert params["sparsedrive"]["device"] == "cuda:1" and params["sparsedrive"]["checkpoint"] == "/w/stage2.pth"
     assert params["sparsedrive"]["use_sim_time"] is False
-    assert params["sparsedrive_recorder"] == {"out_dir": str(tmp_path / "rec"), "use_sim_time": False}
+    assert params["sparsedrive_recorder"] == {"out_dir": str(tmp_path / "rec"), "use_sim_time": False,
+                                              "dataroot": "/data/nuscenes", "version": "v1.0-mini"}
     rviz = by_name["rviz2"]
     assert rviz.cmd[0] == str(fake_rviz)
     assert rviz.cmd[1:3] == ["-d", str(REPO / "config" / "sparsedrive.rviz")]
@@ -314,7 +315,7 @@ def test_demo_stages_the_launch_and_stops_after_the_last_result(tmp_path, ros_en
     status = demo.run_demo(args, timeouts, resolver=PackageResolver([root]))
     log = capsys.readouterr().out
     assert status == 0, log[-6000:]
-    assert "NO CHECKPOINT" in log
+    assert "the bundled demo model" in log  # no --checkpoint: the demo model, said so
     # The replay ran to its end on its own; node and recorder were stopped afterwards and exited cleanly.
     assert "process has finished: nuscenes_replay (exit code 0)" in log
     assert "process has finished: sparsedrive (exit code 0, after a stop request)" in log

@@ -171,7 +171,7 @@ def rotate_camera_extrinsics(dataroot: Path, yaw_deg: float, version: str = "v1.
     return changed
 
 
-def run_check(out: Path, checkpoint: str = "", seed: int = 4242, seconds: float = 3.0,
+def run_check(out: Path, checkpoint: str = "", seed: int = 4242, seconds: float = 5.0,
               extrinsic_yaw_deg: float = 0.0, dataroot: Optional[Path] = None, rate: Optional[float] = None,
               th: Thresholds = Thresholds()) -> BehaviourReport:
     from sparsedrive_ros.data.synthetic import SyntheticConfig, generate_dataset
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--checkpoint", default="", help="checkpoint spec (default: the bundled demo model)")
     p.add_argument("--seed", type=int, default=4242, help="seed of the generated scene")
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--extrinsic-yaw-deg", type=float, default=0.0, help="deliberately wrong camera extrinsics")
     p.add_argument("--dataroot", type=Path, default=None, help="an existing dataroot instead of a fresh scene")
     p.add_argument("--rate", type=float, default=None, help="replay rate (default: the demo tool's)")
