@@ -20,11 +20,13 @@ from .draw import (
     GT_COLOR,
     GT_PATH_COLOR,
     PLAN_COLOR,
+    darken,
     detection_color,
     fit_text,
     map_color,
     put_text,
     scale_color,
+    text_width,
 )
 from .scene import FrameOutputs
 
@@ -141,6 +143,7 @@ def _draw_legend(image: np.ndarray, frame: FrameOutputs) -> None:
     if frame.ground_truth is not None:
         entries += [("ground truth: boxes, lanes, ego path (circles)", GT_COLOR)]
     v = image.shape[0] - 10 - 18 * (len(entries) - 1)
+    darken(image, 0, v - 16, 44 + max(text_width(t, 0.4) for t, _ in entries), image.shape[0])
     for text, color in entries:
         cv2.line(image, (8, v - 4), (30, v - 4), color, 2, cv2.LINE_AA)
         put_text(image, text, (36, v), (220, 220, 220), 0.4)
@@ -164,7 +167,9 @@ def render_bev(frame: FrameOutputs, view: BevView = BevView()) -> np.ndarray:
         lines.append(f"model: {frame.model}")
     lines += [f"{k}: {v}" for k, v in frame.info.items()]
     max_chars = int(width / 7.5)  # FONT_HERSHEY_SIMPLEX at scale 0.45 is under 7.5 px per character
+    lines = [fit_text(line, max_chars) for line in lines]
+    darken(image, 0, 0, 16 + max(text_width(line) for line in lines), 10 + 18 * len(lines))
     for i, line in enumerate(lines):
-        put_text(image, fit_text(line, max_chars), (8, 18 + 18 * i))
+        put_text(image, line, (8, 18 + 18 * i))
     _draw_legend(image, frame)
     return image

@@ -58,3 +58,15 @@ def draw_banner(image: np.ndarray, text: str, height: int = 34) -> np.ndarray:
 def fit_text(text: str, max_chars: int) -> str:
     """``text`` cut to ``max_chars`` with an ellipsis, so that header lines never run off the image."""
     return text if len(text) <= max_chars else text[: max(0, max_chars - 3)] + "..."
+
+
+def darken(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, keep: float = 0.3) -> None:
+    """Dim a rectangle in place so that text drawn over it stays readable over boxes and lines."""
+    h, w = image.shape[:2]
+    x0, x1, y0, y1 = max(0, x0), min(w, x1), max(0, y0), min(h, y1)
+    if x1 > x0 and y1 > y0:
+        image[y0:y1, x0:x1] = (image[y0:y1, x0:x1] * keep).astype(np.uint8)
+
+
+def text_width(text: str, scale: float = 0.45) -> int:
+    return int(cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0])
