@@ -84,7 +84,7 @@ class Rig:
     def settle(self, timeout=30):
         """Until the frame this cycle completes (decided by the flush once its window is over) is processed."""
         self.spin_until(lambda: False, 0.25)
-        assert self.spin_until(lambda: self.node._slot is None and self.node._busy_since is None, timeout)
+        assert self.spin_until(lambda: self.node.idle(), timeout)
 
     def frames(self, n, timeout=60):
         assert self.spin_until(lambda: len(self.infos) >= n, timeout), \
@@ -116,7 +116,7 @@ def test_player_killed_and_restarted_at_several_points_loses_no_key_frame():
             for k in range(killed_after):
                 r.cycle(T0 + k * period)
                 if k % 6 == 0:  # let the model keep up with the key frames
-                    r.spin_until(lambda: r.node._slot is None and r.node._busy_since is None, 30)
+                    r.spin_until(lambda: r.node.idle(), 30)
             r.spin_until(lambda: False, 0.3)  # the killed player's last key frame is decided by the flush
         r.frames(10)
         r.spin_until(lambda: False, 1.0)

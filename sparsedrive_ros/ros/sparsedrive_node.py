@@ -5,8 +5,8 @@
   -> SparseDrivePipeline.process (runtime/pipeline.py: preprocessing, temporal state, the model)
   -> conversions.py -> publishers (custom messages, MarkerArray, Path) + /diagnostics.
 
-Callbacks only buffer, so they never wait for the model; when the model is busy the newest complete frame
-replaces the waiting one (counted as `busy`). Outputs carry the reference stamp (the anchor image stamp, or the
+Callbacks only buffer, so they never wait for the model; at most two decided frames wait for the worker, and when
+the model falls behind the oldest waiting one is dropped (counted as `busy`). Outputs carry the reference stamp (the anchor image stamp, or the
 lidar stamp with output_stamp: lidar) and the reference frame. The contract (topics, frames, stamps, parameters,
 drop and reset policies, threads) is docs/node.md.
 
@@ -61,6 +61,10 @@ from sparsedrive_ros.runtime.pipeline import FrameRequest, SparseDrivePipeline
 from sparsedrive_ros.runtime.sync import CameraStatus, CameraSynchronizer, SyncedFrame
 from sparsedrive_ros.runtime.tf_buffer import TransformError
 
+# Decided frames waiting for the worker. Two, not one: a single arrival can decide two frames at once (the first
+# frame of a stream with the next anchor, the old timeline's last frame and the new one's first after a restart);
+# beyond that the oldest waiting frame is dropped (busy), so a slow model always gets recent frames.
+MAX_WAITING = 2
 SIM_TIME_GAP = 600.0  # s; image stamps this far from the node's clock are another clock (a bag without sim time)
 
 
@@ -155,7 +159,7 @@ class _SparseDriveCore:
         self._entities: list = []  # subscriptions, timers, services created by activate
         self._outputs: dict[str, Any] = {}
         self._worker: Optional[threading.Thread] = None
-        self._slot: Optional[SyncedFrame] = None
+        self._waiting: deque = deque()  # decided frames for the worker, oldest first, at most MAX_WAITING
         self._slot_cv = threading.Condition()
         self._stop = False
         self._active = False
@@ -275,7 +279,7 @@ class _SparseDriveCore:
         self._entities.append(self.create_timer(0.1, self._flush_sync, clock=steady))
         with self._slot_cv:
             self._stop = False
-            self._slot = None
+            self._waiting.clear()
         self._activated_at = time.monotonic_ns()
         self._worker = threading.Thread(target=self._work, name="sparsedrive-worker", daemon=True)
         self._worker.start()
@@ -380,11 +384,12 @@ class _SparseDriveCore:
     def _offer(self, frames: list) -> None:
         for frame in frames:
             with self._slot_cv:
-                if self._slot is not None:
-                    self._record("busy")  # the model did not take the previous frame in time
-                    if self._slot.reset_reason and not frame.reset_reason:
-                        frame.reset_reason = self._slot.reset_reason  # the reset must not get lost with it
-                self._slot = frame
+                if len(self._waiting) >= MAX_WAITING:
+                    dropped = self._waiting.popleft()
+                    self._record("busy")  # the model did not take it in time
+                    if dropped.reset_reason and not self._waiting[0].reset_reason:
+                        self._waiting[0].reset_reason = dropped.reset_reason  # the reset must not get lost
+                self._waiting.append(frame)
                 self._slot_cv.notify()
 
     def _carry_reset(self, frame: SyncedFrame) -> None:
@@ -414,11 +419,11 @@ class _SparseDriveCore:
     def _work(self) -> None:
         while True:
             with self._slot_cv:
-                while self._slot is None and not self._stop:
+                while not self._waiting and not self._stop:
                     self._slot_cv.wait(timeout=0.5)
                 if self._stop:
                     return
-                frame, self._slot = self._slot, None
+                frame = self._waiting.popleft()
             with self._lock:
                 self._busy_since = time.monotonic_ns()
             try:
@@ -432,6 +437,13 @@ class _SparseDriveCore:
             finally:
                 with self._lock:
                     self._busy_since = None
+
+    def idle(self) -> bool:
+        """No frame waiting and none in progress."""
+        with self._slot_cv:
+            waiting = bool(self._waiting)
+        with self._lock:
+            return not waiting and self._busy_since is None
 
     def _outputs_wanted(self, p: NodeParams) -> bool:
         if not p.skip_when_no_subscribers:
