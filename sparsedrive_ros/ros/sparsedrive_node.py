@@ -1,14 +1,14 @@
 """The SparseDrive ROS 2 node: ROS I/O only. A camera frame travels:
 
   image callback -> CameraSynchronizer (runtime/sync.py, buffers undecoded messages)
-  -> newest-frame slot -> worker thread: decode, CameraInfo K, TF look-ups -> FrameRequest
+  -> a queue of at most two frames -> worker thread: decode, CameraInfo K, TF look-ups -> FrameRequest
   -> SparseDrivePipeline.process (runtime/pipeline.py: preprocessing, temporal state, the model)
   -> conversions.py -> publishers (custom messages, MarkerArray, Path) + /diagnostics.
 
-Callbacks only buffer, so they never wait for the model; at most two decided frames wait for the worker, and when
-the model falls behind the oldest waiting one is dropped (counted as `busy`). Outputs carry the reference stamp (the anchor image stamp, or the
-lidar stamp with output_stamp: lidar) and the reference frame. The contract (topics, frames, stamps, parameters,
-drop and reset policies, threads) is docs/node.md.
+Callbacks only buffer, so they never wait for the model; at most two decided frames wait for the worker, and
+when the model falls behind the oldest waiting one is dropped (counted as `busy`). Outputs carry the reference
+stamp (the anchor image stamp, or the lidar stamp with output_stamp: lidar) and the reference frame. The
+contract (topics, frames, stamps, parameters, drop and reset policies, threads) is docs/node.md.
 
 Two node classes share one core: SparseDriveNode (plain: configures and activates itself in the constructor)
 and SparseDriveLifecycleNode (rclpy.lifecycle: configure validates the parameters and loads the model, activate
