@@ -429,3 +429,33 @@ def test_short_soak():
     assert len(result.passes) >= 3 and not result.bad_passes, result.report()
     assert all(len(p) == result.keys_per_pass for p in result.passes)
     assert len(result.samples) >= 8 and all(m > 0 for _, m, _ in result.samples)
+
+
+def test_output_stamp_lidar_uses_the_nearest_lidar_stamp():
+    """output_stamp: lidar stamps the outputs (and takes the ego pose) at the lidar sweep nearest the anchor; only
+    the header of the point cloud is read."""
+    from sensor_msgs.msg import PointCloud2
+
+    from sparsedrive_ros.ros.conversions import ns_to_stamp
+
+    with RosContext() as ctx:
+        r = Rig(ctx, output_stamp="lidar", lidar_topic="/LIDAR_TOP")
+        lidar = r.driver.create_publisher(PointCloud2, "/LIDAR_TOP", 10)
+        assert r.spin_until(lambda: lidar.get_subscription_count() > 0, 20)
+        r.wait_matched()
+        requests = []
+        process = r.node.pipeline.process
+        r.node.pipeline.process = lambda req: (requests.append(req), process(req))[1]
+        for k in range(2):
+            cloud = PointCloud2(height=1, width=0)
+            cloud.header.stamp, cloud.header.frame_id = ns_to_stamp(T0 + k * HALF - 35_000_000), "LIDAR_TOP"
+            lidar.publish(cloud)
+            r.spin_until(lambda: False, 0.1)
+            r.cycle(T0 + k * HALF)
+            r.settle()
+        r.frames(2)
+        assert [stamp_ns(i.header) for i in r.infos] == [T0 - 35_000_000, T0 + HALF - 35_000_000]
+        assert [q.stamp_ns for q in requests] == [T0 - 35_000_000, T0 + HALF - 35_000_000]
+        anchors = [i.camera_stamps[0].sec * SEC + i.camera_stamps[0].nanosec for i in r.infos]
+        assert anchors == [T0, T0 + HALF]  # the frames are still opened by CAM_FRONT
+        r.close()
