@@ -459,3 +459,32 @@ def test_output_stamp_lidar_uses_the_nearest_lidar_stamp():
         anchors = [i.camera_stamps[0].sec * SEC + i.camera_stamps[0].nanosec for i in r.infos]
         assert anchors == [T0, T0 + HALF]  # the frames are still opened by CAM_FRONT
         r.close()
+
+
+def test_a_flooding_camera_is_bounded_by_count():
+    """One camera floods (fresh stamps, then one repeated stamp): its buffer stays at max_buffered_images, the
+    other cameras and the frames carry on."""
+    from sensor_msgs.msg import CompressedImage
+
+    from sparsedrive_ros.ros.conversions import ns_to_stamp
+
+    with RosContext() as ctx:
+        r = Rig(ctx, max_buffered_images=20)
+        r.wait_matched()
+        r.cycle(T0)
+        msg = CompressedImage(format="jpeg", data=r.rig.jpeg["CAM_BACK"])
+        msg.header.frame_id = "CAM_BACK"
+        for k in range(400):
+            msg.header.stamp = ns_to_stamp(T0 + 100_000_000 + min(k, 199) * 1_000_000)  # then stuck
+            r.rig.pub_img["CAM_BACK"].publish(msg)
+            if k % 20 == 0:
+                r.spin_until(lambda: False, 0.02)
+        r.spin_until(lambda: False, 1.0)
+        counters = r.node.sync.counters
+        assert r.node.sync.buffer_sizes()["CAM_BACK"] <= 20
+        assert counters["overflow:CAM_BACK"] > 0 and counters["repeated:CAM_BACK"] > 0
+        n = len(r.infos)
+        r.cycle(T0 + HALF)
+        r.cycle(T0 + 2 * HALF)
+        r.frames(n + 1)
+        r.close()
