@@ -311,7 +311,7 @@ def test_demo_stages_the_launch_and_stops_after_the_last_result(tmp_path, ros_en
 
     out = tmp_path / "demo_output"
     args = demo._parse(["--out", str(out), "--rate", "0.5", "--seconds", "1.0"])
-    timeouts = demo.DemoTimeouts(ready_s=120, discovery_s=2.0, replay_s=120, min_idle_s=3.0, stop_s=20)
+    timeouts = demo.DemoTimeouts(ready_s=120, discovery_s=2.0, replay_s=120, min_idle_s=3.0, stop_s=60)
     status = demo.run_demo(args, timeouts, resolver=PackageResolver([root]))
     log = capsys.readouterr().out
     assert status == 0, log[-6000:]
