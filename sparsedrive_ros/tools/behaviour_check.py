@@ -8,11 +8,11 @@ Generates a fresh synthetic scene (seeds the demo model never saw in training) u
 process) and then checks every processed key frame's published messages, read back from the recorded bag,
 against the scene's annotations in the outputs' frame:
 
-* detection recall: the share of annotated vehicles within 30 m that a published detection (score >= 0.3) has
-  within 2 m (centre distance in the ground plane);
+* detection recall: the share of annotated vehicles within 30 m that a published detection (score >= 0.25, the
+  node's default threshold) has within 2 m (centre distance in the ground plane);
 * detection precision: the share of those published detections within 30 m that have an annotated object of
   any class within 2 m (random weights spray boxes everywhere: their recall alone can look fine);
-* map: the share of published map elements (score >= 0.3) within 30 m whose points lie on average within
+* map: the share of published map elements (score >= 0.25) within 30 m whose points lie on average within
   1.5 m of an annotated lane line, divider or road boundary;
 * plan: the distance between the selected plan's 3 s point and the true ego position 3 s later (median).
 
@@ -38,15 +38,22 @@ VEHICLES = ("car", "truck", "construction_vehicle", "bus", "trailer")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What the demo model must reach on a held-out scene (measured values in the README, with margins)."""
+    """What the demo model must reach on a held-out scene, set from measured runs with a margin.
 
-    min_detection_recall: float = 0.6
-    min_detection_precision: float = 0.5
-    min_map_share: float = 0.5
-    max_plan_error_3s_m: float = 1.5
+    Measured on the 5 s scene of seed 4242 (`python -m sparsedrive_ros.tools.behaviour_check --out DIR`, 11 key
+    frames, 90 vehicle sightings within 30 m), recall / precision / map share / plan error at 3 s:
+    demo model 0.278 / 1.00 / 0.91 / 0.25 m; random weights of the same architecture 0.067 / 0.09 / 0.46 /
+    22.2 m; camera extrinsics turned by 5 deg 0.044 / 0.50 / 0.88 / 0.25 m. Recall is bounded by the node's
+    default score_threshold (0.25): the small model publishes about 3 confident boxes per frame.
+    """
+
+    min_detection_recall: float = 0.18
+    min_detection_precision: float = 0.7
+    min_map_share: float = 0.7
+    max_plan_error_3s_m: float = 1.0
     range_m: float = 30.0
     match_m: float = 2.0
-    min_score: float = 0.3
+    min_score: float = 0.25  # the node's default score_threshold: every published detection counts
     map_near_m: float = 1.5
 
 
