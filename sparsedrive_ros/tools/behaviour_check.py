@@ -43,7 +43,7 @@ class Thresholds:
     Measured on the 5 s scene of seed 4242 (`python -m sparsedrive_ros.tools.behaviour_check --out DIR`, 11 key
     frames, 90 vehicle sightings within 30 m), recall / precision / map share / plan error at 3 s:
     demo model 0.278 / 1.00 / 0.91 / 0.25 m; random weights of the same architecture 0.067 / 0.09 / 0.46 /
-    22.2 m; camera extrinsics turned by 5 deg 0.044 / 0.50 / 0.88 / 0.25 m. Recall is bounded by the node's
+    22.2 m; camera extrinsics turned by 5 deg 0.089 / 0.59 / 0.88 / 0.25 m. Recall is bounded by the node's
     default score_threshold (0.25): the small model publishes about 3 confident boxes per frame.
     """
 
