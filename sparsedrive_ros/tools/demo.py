@@ -29,6 +29,9 @@ NODE, RECORDER, REPLAY = "sparsedrive", "sparsedrive_recorder", "nuscenes_replay
 # Logged by the node once its subscriptions exist ("sparsedrive active: ..." since the lifecycle rework; the
 # older "sparsedrive ready" still counts).
 READY_MARKS = ("sparsedrive active", "sparsedrive ready")
+# The demo model was trained for 1.6 h on a CPU: its confidences are low (true boxes score 0.1-0.5), so the
+# node's default threshold of 0.25 would hide most of them (docs/demo-model.md).
+DEMO_MODEL_SCORE_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
                         "frame on a busy 2-core CPU), 0.02 for any other model (the full-size model takes 4-30 s per "
                         "frame on a CPU: 25 s of wall time per 0.5 s key-frame interval). On a GPU use ~0.5")
     p.add_argument("--seconds", type=float, default=2.0, help="length of the synthetic scene (key frames every 0.5 s)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help=f"detections below are not published; default: {DEMO_MODEL_SCORE_THRESHOLD} for the demo model "
+                        "(its scores run low), the node's default (config/sparsedrive.param.yaml) for other models")
     return p.parse_args(argv)
 
 
@@ -85,6 +91,19 @@ def prepare_synthetic(out: Path, seconds: float) -> tuple[Path, str]:
         stamp.write_text(wanted)
         _say(f"generated {dataset.num_images} images in {time.monotonic() - t0:.1f} s")
     return root, config.version
+
+
+def write_params(out: Path, score_threshold: float) -> Path:
+    """The node's parameters (its defaults, which config/sparsedrive.param.yaml lists) with another
+    score_threshold, as a parameters file for the launch's params_file argument."""
+    import yaml
+
+    from sparsedrive_ros.ros.node_config import default_values
+
+    values = default_values() | {"score_threshold": float(score_threshold)}
+    path = out / "sparsedrive.param.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}, sort_keys=False))
+    return path
 
 
 def clear_previous_run(out: Path) -> None:
@@ -134,10 +153,16 @@ def run_demo(args: argparse.Namespace, timeouts: DemoTimeouts = DemoTimeouts(),
         _say("--checkpoint random: the model runs with seeded RANDOM weights. Boxes, map, forecasts and plan are")
         _say("meaningless (every rendered frame carries a red banner saying so).")
         _say("!" * 72)
+    threshold = args.score_threshold
+    if threshold is None and not args.checkpoint:
+        threshold = DEMO_MODEL_SCORE_THRESHOLD
+    params_file = write_params(out, threshold) if threshold is not None else None
     arguments = {"dataroot": str(dataroot), "version": version, "scene": args.scene, "rate": repr(args.rate),
                  "device": args.device, "checkpoint": args.checkpoint, "record": "true", "out_dir": str(out),
                  "use_sim_time": "true", "rviz": "false", "wait_for_subscribers": "30.0",
                  "start_delay": repr(timeouts.discovery_s)}
+    if params_file is not None:
+        arguments["params_file"] = str(params_file)
     ready = []
     runner = LaunchRunner.from_package("sparsedrive_ros", "nuscenes_replay.launch.py", arguments, resolver=resolver)
     runner.group.log_line = lambda name, line: ready.append(True) \
