@@ -19,6 +19,12 @@ def generate_launch_description():
     share = FindPackageShare("sparsedrive_ros")
     arg = LaunchConfiguration
     use_sim_time = ParameterValue(arg("use_sim_time"), value_type=bool)
+    # The plain and the lifecycle node take the same parameters; the `lifecycle` argument picks which one starts.
+    node_params = {
+        "device": ParameterValue(arg("device"), value_type=str),
+        "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
+        "use_sim_time": use_sim_time,
+    }
     return LaunchDescription(
         [
             DeclareLaunchArgument("bag", description="rosbag2 directory (MCAP or SQLite3) to play"),
@@ -95,14 +101,7 @@ def generate_launch_description():
                 executable="sparsedrive_node",
                 name="sparsedrive",
                 output="screen",
-                parameters=[
-                    arg("params_file"),
-                    {
-                        "device": ParameterValue(arg("device"), value_type=str),
-                        "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
-                        "use_sim_time": use_sim_time,
-                    },
-                ],
+                parameters=[arg("params_file"), node_params],
                 on_exit=Shutdown(reason="the sparsedrive node exited"),
                 condition=UnlessCondition(arg("lifecycle")),
             ),
@@ -113,12 +112,7 @@ def generate_launch_description():
                 output="screen",
                 parameters=[
                     arg("params_file"),
-                    {
-                        "device": ParameterValue(arg("device"), value_type=str),
-                        "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
-                        "use_sim_time": use_sim_time,
-                        "autostart": ParameterValue(arg("autostart"), value_type=bool),
-                    },
+                    {**node_params, "autostart": ParameterValue(arg("autostart"), value_type=bool)},
                 ],
                 on_exit=Shutdown(reason="the sparsedrive node exited"),
                 condition=IfCondition(arg("lifecycle")),

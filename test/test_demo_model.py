@@ -13,7 +13,6 @@ from sparsedrive_ros.model.model_file import (
     DEMO_MODEL_PATH,
     export_model_file,
     load_model,
-    read_model_metadata,
     resolve_checkpoint,
 )
 from sparsedrive_ros.model.sparsedrive import build_sparsedrive
@@ -40,7 +39,7 @@ def test_the_bundled_demo_model_is_the_default_and_describes_its_architecture():
     model, source = load_model("")
     assert source.kind == "demo" and not source.random and "synthetic" in source.name
     assert model.config == get_config("demo").model  # the architecture came from the file's metadata
-    assert read_model_metadata(DEMO_MODEL_PATH)["step"] is not None
+    assert source.step is not None
 
 
 def test_random_spec_builds_the_official_architecture():
@@ -56,8 +55,7 @@ def test_export_round_trip_keeps_the_architecture_and_rounds_only_large_tensors(
     assert counts["float16"] > 0 and counts["float32"] > 0
     loaded, source = load_model(str(path))
     assert loaded.config == model.config and source.name == "test model" and source.kind == "file"
-    meta = read_model_metadata(path)
-    assert meta["step"] == 7 and meta["note"] == "n"
+    assert source.step == 7 and source.note == "n"
     for key, value in model.state_dict().items():
         got = loaded.state_dict()[key]
         if value.is_floating_point() and value.numel() >= 4096:

@@ -153,19 +153,31 @@ def load_checkpoint(path: Union[str, Path]) -> dict[str, Tensor]:
         FileNotFoundError: no such file.
         CheckpointLoadError: unsafe pickle content (never executed), unreadable file, non-tensor entries.
     """
+    return load_checkpoint_with_meta(path)[0]
+
+
+def load_checkpoint_with_meta(path: Union[str, Path]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """:func:`load_checkpoint` and, from the same single read, the file's metadata: a safetensors file's header
+    metadata (``str -> str``) or a torch checkpoint's ``meta`` dict (``{}`` when it has none)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    meta: Mapping[str, Any]
     if _is_safetensors(path):
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        state_dict: Mapping[str, Any] = load_file(str(path), device="cpu")
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            meta = handle.metadata() or {}
+            state_dict: Mapping[str, Any] = {name: handle.get_tensor(name) for name in handle.keys()}
     else:
-        state_dict = _extract_state_dict(_load_pickled(path), path)
+        obj = _load_pickled(path)
+        state_dict = _extract_state_dict(obj, path)
+        found = obj.get("meta") if isinstance(obj, Mapping) else None
+        meta = found if isinstance(found, Mapping) else {}
     bad = [name for name, value in state_dict.items() if not isinstance(value, Tensor)]
     if bad:
         raise CheckpointLoadError(f"{path}: entries that are not tensors: {_listing(bad, 10)}")
-    return _strip_wrapper_prefix(state_dict)
+    return _strip_wrapper_prefix(state_dict), dict(meta)
 
 
 def save_safetensors(

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 from torch import Tensor
 
-from .checkpoint import check_state_dict, detect_stage, load_checkpoint, save_safetensors
+from .checkpoint import check_state_dict, detect_stage, load_checkpoint_with_meta, save_safetensors
 from .config import SparseDriveConfig, model_config_from_dict
 from .sparsedrive import SparseDrive, build_sparsedrive, stage_config
 
@@ -39,7 +39,7 @@ __all__ = [
     "ModelSource",
     "export_model_file",
     "load_model",
-    "read_model_metadata",
+    "model_description",
     "resolve_checkpoint",
 ]
 
@@ -55,13 +55,19 @@ _HALF_MIN_NUMEL = 4_096
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the weights came from; ``random`` is True when nothing meaningful was loaded."""
+    """Where the weights came from."""
 
     kind: str  # "demo", "file" or "random"
     path: Optional[Path]
     name: str  # short label for logs and renders, e.g. "demo model (synthetic world only)"
-    random: bool
     config: SparseDriveConfig
+    step: Optional[int] = None  # training step the file records, if any
+    note: str = ""
+
+    @property
+    def random(self) -> bool:
+        """True when nothing meaningful was loaded (seeded random weights)."""
+        return self.kind == "random"
 
     def describe(self) -> str:
         return self.name if self.path is None else f"{self.name}, {self.path.name}"
@@ -83,28 +89,20 @@ def resolve_checkpoint(spec: str) -> tuple[str, Optional[Path]]:
     return "file", path
 
 
-def read_model_metadata(path: Union[str, Path]) -> dict[str, Any]:
-    """The model description a file carries: ``{"config": dict | None, "name", "note", "step"}``.
+def model_description(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"config": dict | None, "name", "note", "step"}`` from a file's metadata (load_checkpoint_with_meta).
 
-    safetensors: the ``sparsedrive_ros.*`` metadata entries; a torch checkpoint: its ``meta`` dict (training
-    checkpoints of this project store ``config``; official ones have no model configuration).
+    An exported file has the ``sparsedrive_ros.*`` entries; a training checkpoint of this project a ``meta`` with
+    ``config`` (a dict), ``config_name`` and ``step``; an official one has no model configuration (mmcv keeps the
+    config file's text there, a string, which is not one).
     """
-    from .checkpoint import _is_safetensors, _load_pickled  # the same safe readers as load_checkpoint
-
-    path = Path(path)
-    if _is_safetensors(path):
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-        config = json.loads(meta[META_CONFIG]) if META_CONFIG in meta else None
-        step = int(meta[META_STEP]) if meta.get(META_STEP, "").isdigit() else None
-        return {"config": config, "name": meta.get(META_NAME, ""), "note": meta.get(META_NOTE, ""), "step": step}
-    obj = _load_pickled(path)
-    meta = obj.get("meta") if isinstance(obj, Mapping) else None
-    meta = meta if isinstance(meta, Mapping) else {}
-    config = meta.get("config") if isinstance(meta.get("config"), Mapping) else None
-    return {"config": config, "name": str(meta.get("config_name", "")), "note": "", "step": meta.get("step")}
+    config = meta.get(META_CONFIG)
+    config = json.loads(config) if isinstance(config, str) else None
+    if config is None and isinstance(meta.get("config"), Mapping):
+        config = dict(meta["config"])
+    step = meta.get(META_STEP, meta.get("step"))
+    return {"config": config, "name": str(meta.get(META_NAME) or meta.get("config_name") or ""),
+            "note": str(meta.get(META_NOTE, "")), "step": int(step) if str(step).isdigit() else None}
 
 
 def load_model(spec: str, stage: int = 2, seed: int = 0) -> tuple[SparseDrive, ModelSource]:
@@ -117,21 +115,21 @@ def load_model(spec: str, stage: int = 2, seed: int = 0) -> tuple[SparseDrive, M
     if path is None:
         torch.manual_seed(seed)
         model = build_sparsedrive(stage)
-        return model.eval(), ModelSource("random", None, f"RANDOM weights (seed {seed})", True, model.config)
-    state_dict = load_checkpoint(path)
-    meta = read_model_metadata(path)
+        return model.eval(), ModelSource("random", None, f"RANDOM weights (seed {seed})", model.config)
+    state_dict, raw_meta = load_checkpoint_with_meta(path)
+    meta = model_description(raw_meta)
     if meta["config"] is not None:
         config = model_config_from_dict(meta["config"])
     else:
         config = stage_config(detect_stage(state_dict))  # an official checkpoint: the original's architecture
     model = build_sparsedrive(config.stage, config)
     check_state_dict(state_dict, model)  # names every missing/unexpected key and shape conflict
-    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state_dict.items()}, strict=True)
+    model.load_state_dict(state_dict, strict=True)  # copies into the float32 parameters (float16 storage too)
     if kind == "demo":
         name = "demo model (synthetic world only)"
     else:
         name = meta["name"] or ("official SparseDrive" if meta["config"] is None else "trained model")
-    return model.eval(), ModelSource(kind, path, name, False, config)
+    return model.eval(), ModelSource(kind, path, name, config, meta["step"], meta["note"])
 
 
 def export_model_file(model: SparseDrive, path: Union[str, Path], name: str, note: str = "",

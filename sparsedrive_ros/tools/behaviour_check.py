@@ -141,18 +141,12 @@ def evaluate_frames(frames, th: Thresholds = Thresholds()) -> BehaviourReport:
 
 def frames_from_bag(bag_dir: Path, dataroot: Path, version: str = "v1.0-mini"):
     """Every model frame in a recorded bag, as FrameOutputs with the dataset's annotations attached."""
-    from rosbags.rosbag2 import Reader
-
-    from sparsedrive_ros.viz.recording import RecorderConfig, Recording
+    from sparsedrive_ros.viz.recording import RecorderConfig, Recording, feed_bag
 
     recording = Recording(RecorderConfig(out_dir=bag_dir.parent / "check", write_bag=False, render=False,
                                          keep_frames=True, dataroot=str(dataroot), version=version),
                           log=lambda line: None)
-    with Reader(bag_dir) as reader:
-        for conn, stamp, raw in reader.messages():
-            if conn.topic in recording.topics:
-                recording.handle(conn.topic, bytes(raw), stamp)
-    recording.close()
+    feed_bag(bag_dir, recording)
     return recording.frames
 
 

@@ -156,13 +156,12 @@ def run_demo(args: argparse.Namespace, timeouts: DemoTimeouts = DemoTimeouts(),
     threshold = args.score_threshold
     if threshold is None and not args.checkpoint:
         threshold = DEMO_MODEL_SCORE_THRESHOLD
-    params_file = write_params(out, threshold) if threshold is not None else None
     arguments = {"dataroot": str(dataroot), "version": version, "scene": args.scene, "rate": repr(args.rate),
                  "device": args.device, "checkpoint": args.checkpoint, "record": "true", "out_dir": str(out),
                  "use_sim_time": "true", "rviz": "false", "wait_for_subscribers": "30.0",
                  "start_delay": repr(timeouts.discovery_s)}
-    if params_file is not None:
-        arguments["params_file"] = str(params_file)
+    if threshold is not None:
+        arguments["params_file"] = str(write_params(out, threshold))
     ready = []
     runner = LaunchRunner.from_package("sparsedrive_ros", "nuscenes_replay.launch.py", arguments, resolver=resolver)
     runner.group.log_line = lambda name, line: ready.append(True) \

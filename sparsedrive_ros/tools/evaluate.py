@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from sparsedrive_ros.data.nuscenes import NuScenes
-from sparsedrive_ros.model.model_file import load_model, read_model_metadata
+from sparsedrive_ros.model.model_file import load_model
 from sparsedrive_ros.training.dataset import scene_names_for_split
 from sparsedrive_ros.training.evaluation import evaluate_model, format_table
 
@@ -42,11 +42,10 @@ def main(argv=None) -> int:
         model, source = load_model(args.checkpoint)
     except (OSError, ValueError) as err:
         raise SystemExit(f"evaluate: {err}") from None
-    meta = read_model_metadata(source.path) if source.path is not None else {}
     nusc = NuScenes(args.data, args.version)
     res = evaluate_model(model, nusc, scene_names_for_split(nusc, args.split), args.device, args.max_frames,
                          tracking=args.tracking)
-    res["checkpoint"] = {"path": str(source.path), "step": meta.get("step"), "name": source.name}
+    res["checkpoint"] = {"path": str(source.path), "step": source.step, "name": source.name}
     Path(args.out).write_text(json.dumps(res, indent=2, default=float))
     print(format_table(res))
     return 0

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sparsedrive_ros.model.model_file import export_model_file, load_model, read_model_metadata
+from sparsedrive_ros.model.model_file import export_model_file, load_model
 
 DEMO_NOTE = ("Trained only on the synthetic nuScenes world of sparsedrive_ros (scripts/train_demo_model.sh); "
              "a demonstration of the stack, not a model for real roads.")
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:
         print(f"export_model: {err}", file=sys.stderr)
         return 2
-    step = read_model_metadata(args.checkpoint).get("step")
+    step = source.step
     counts = export_model_file(model, args.out, args.name, args.note, step=step, half=not args.float32)
     size = Path(args.out).stat().st_size
     print(f"wrote {args.out}: {size / 1e6:.1f} MB, {counts['float16']} float16 + {counts['float32']} float32 "

@@ -31,7 +31,7 @@ from sparsedrive_ros.model.deformable_op import channels_last_feature_maps
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, build_sparsedrive, raw_arrays
 from sparsedrive_ros.training.anchors import apply_anchors, compute_anchors, load_anchors
 from sparsedrive_ros.training.augment import grid_mask
-from sparsedrive_ros.training.config import TrainConfig, config_to_dict, model_config_from_dict
+from sparsedrive_ros.training.config import TrainConfig, config_to_dict
 from sparsedrive_ros.training.criterion import SparseDriveCriterion
 from sparsedrive_ros.training.dataset import FrameBatch, SequenceStreams, SparseDriveTrainData, collate
 
@@ -45,7 +45,6 @@ __all__ = [
     "disable_dropout",
     "Trainer",
     "save_checkpoint",
-    "load_model_from_checkpoint",
     "load_backbone_weights",
     "Prefetcher",
     "Progress",
@@ -232,17 +231,6 @@ def save_checkpoint(path: Path, model: SparseDrive, cfg: TrainConfig, step: int,
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
-
-
-def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SparseDrive, dict]:
-    """Rebuild the network from ``meta['config']`` and load ``state_dict`` strictly. Returns (model, meta)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
-        raise ValueError(f"{str(path)!r} is not a sparsedrive_ros training checkpoint (needs state_dict and meta)")
-    config = model_config_from_dict(ckpt["meta"]["config"])
-    model = build_sparsedrive(config.stage, config)
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model, ckpt["meta"]
 
 
 def _load_initial_weights(model: SparseDrive, path: str) -> list[str]:

@@ -17,10 +17,9 @@ import numpy as np
 
 from sparsedrive_ros.conventions import MAP_CLASSES
 from sparsedrive_ros.data.nuscenes import NuScenes, build_frame_inputs, build_ground_truth
+from sparsedrive_ros.runtime.pipeline import MAP_GROUND_Z
 
 from .scene import Boxes, GroundTruth, MapElements
-
-GROUND_Z_LIDAR = -1.84023  # m, the road surface in the nuScenes lidar frame (the map head's key-point height)
 
 
 @dataclass(frozen=True)
@@ -57,18 +56,12 @@ class DatasetGroundTruth:
         polylines, map_labels = [], []
         for label, name in enumerate(MAP_CLASSES):
             for line in gt.map_polylines.get(name, []):
-                polylines.append(np.concatenate([line, np.full((len(line), 1), GROUND_Z_LIDAR)], axis=1))
+                polylines.append(np.concatenate([line, np.full((len(line), 1), MAP_GROUND_Z)], axis=1))
                 map_labels.append(label)
         steps = np.cumsum(gt.ego_fut_trajs, axis=0)[gt.ego_fut_masks > 0]
-        ego_path = np.concatenate([steps, np.full((len(steps), 1), GROUND_Z_LIDAR)], axis=1)
+        ego_path = np.concatenate([steps, np.full((len(steps), 1), MAP_GROUND_Z)], axis=1)
         return _KeyFrame(int(round(inputs.timestamp * 1e9)), inputs.T_global, gt.boxes[known], gt.labels[known],
                          gt.instance_ids[known], polylines, np.asarray(map_labels, np.int64), ego_path)
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def key_frame_stamps(self) -> list[int]:
-        return list(self._stamps)
 
     def nearest(self, stamp_ns: int) -> Optional[_KeyFrame]:
         i = bisect.bisect_left(self._stamps, stamp_ns)

@@ -439,12 +439,17 @@ class Recording:
 
 def render_bag(bag_dir: Path, out_dir: Path, **config) -> List[Path]:
     """Renders the frames of a bag recorded by the recorder (or any bag with the same topics) into out_dir/frames."""
+    recording = Recording(RecorderConfig(out_dir=Path(out_dir), write_bag=False, **config), log=lambda line: None)
+    feed_bag(bag_dir, recording)
+    return recording.rendered
+
+
+def feed_bag(bag_dir: Path, recording: Recording) -> None:
+    """Hand every message of a recorded bag on the recording's topics to ``recording``, then close it."""
     from rosbags.rosbag2 import Reader
 
-    recording = Recording(RecorderConfig(out_dir=Path(out_dir), write_bag=False, **config), log=lambda line: None)
     with Reader(Path(bag_dir)) as reader:
         for conn, stamp, raw in reader.messages():
             if conn.topic in recording.topics:
                 recording.handle(conn.topic, bytes(raw), stamp)
     recording.close()
-    return recording.rendered
