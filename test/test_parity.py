@@ -58,6 +58,17 @@ def test_float64_matches_the_golden_outputs(public_case: Path, tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_float64_static_graph_matches_the_golden_outputs(public_case: Path, tmp_path: Path) -> None:
+    """The fixed-shape static frame (docs/static-graph.md) passes the same 189 arrays."""
+    model = load_model(str(public_case / "state_dict.pt"), torch.float64, "cpu")
+    assert run(model, str(public_case / "inputs.npz"), str(tmp_path), verbose=False, path="static") == 3
+    result = subprocess.run([sys.executable, str(GOLDEN / "compare.py"), str(EXPECTED), str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "parity: 189 passed, 0 failed" in result.stdout
+
+
+@pytest.mark.slow
 def test_float32_frame0_close_to_the_golden_outputs(public_case: Path) -> None:
     model = load_model(str(public_case / "state_dict.pt"), torch.float32, "cpu")
     with np.load(public_case / "inputs.npz") as data:

@@ -9,7 +9,7 @@ the sampling itself is :func:`sparsedrive_ros.model.deformable_op.deformable_agg
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -63,13 +63,18 @@ class DeformableFeatureAggregation(nn.Module):
         self.weights_fc = nn.Linear(embed_dims, num_groups * num_levels * self.num_pts)
 
     def forward(self, instance_feature: Tensor, anchor: Tensor, anchor_embed: Tensor,
-                feature_maps: Sequence[Tensor], projection_mat: Tensor, image_wh: Tensor) -> Tensor:
+                feature_maps: Sequence[Tensor], projection_mat: Tensor, image_wh: Tensor,
+                aggregation: Optional[Callable[..., Tensor]] = None) -> Tensor:
         """instance_feature / anchor_embed [B, N, C], anchor [B, N, D], feature_maps L x [B, N_cam, C, h, w],
-        projection_mat [B, N_cam, 4, 4], image_wh [B, N_cam, 2] -> [B, N, 2C] = cat(aggregated, feature)."""
+        projection_mat [B, N_cam, 4, 4], image_wh [B, N_cam, 2] -> [B, N, 2C] = cat(aggregated, feature).
+
+        ``aggregation`` (feature_maps, points, weights) -> [B, N, C] defaults to the visible-sample op; the static
+        path passes the fixed-shape dense one (docs/static-graph.md)."""
         key_points = self.kps_generator(anchor, instance_feature)  # [B, N, P, 3]
         weights = self._weights(instance_feature, anchor_embed, projection_mat)  # [B, N, cam, L, P, G]
         points = project_points(key_points, projection_mat, image_wh)  # [B, cam, N, P, 2]
-        features = deformable_aggregation(feature_maps, points, weights)  # [B, N, C]
+        op = deformable_aggregation if aggregation is None else aggregation
+        features = op(feature_maps, points, weights)  # [B, N, C]
         return torch.cat([self.output_proj(features), instance_feature], dim=-1)
 
     def _weights(self, instance_feature: Tensor, anchor_embed: Tensor, projection_mat: Tensor) -> Tensor:

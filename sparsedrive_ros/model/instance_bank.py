@@ -60,6 +60,9 @@ class BankFrame:
     temp_feature: Optional[Tensor]   # [B, T, C] carried features (also after a gap, model-notes#temporal-rules)
     temp_anchor: Optional[Tensor]    # [B, T, D] carried anchors moved into the current frame
     time_interval: Tensor            # [B] seconds used by the refinement (0.5 on first frame / gaps / dt = 0)
+    # Static path only (model/static_frame.py): [B] bool, the fixed-shape cache holds a previous frame. None on
+    # the eager path, where an empty cache is temp_feature = None.
+    history: Optional[Tensor] = None
 
 
 class InstanceBank(nn.Module):

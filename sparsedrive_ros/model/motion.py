@@ -8,7 +8,7 @@ persists between frames is an explicit :class:`InstanceQueueState`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, TypeVar, cast
+from typing import List, Optional, Protocol, Sequence, Tuple, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +76,21 @@ class QueueFrame:
     temp_feature: Tensor   # [B, N+1, Q, C] agents then ego
     temp_anchor: Tensor    # [B, N+1, Q, 11]
     temp_mask: Tensor      # [B, N+1, Q] True = padding (older than the tracked period)
+    # True on the static path: Q is always queue_length and the temporal attention masks the padding instead of
+    # packing the tracked entries (docs/static-graph.md).
+    padded: bool = False
+
+
+class QueueOps(Protocol):
+    """The motion head's memory: :class:`InstanceQueue` (eager, lists that grow to Q) or the fixed-shape
+    ``StaticQueue`` of model/static_frame.py."""
+
+    def get(self, state, det: HeadOutput, front_coarsest_map: Tensor, T_global_inv: Tensor, mask: Optional[Tensor],
+            anchor_handler: SparseBox3DKeyPointsGenerator) -> QueueFrame: ...
+
+    def cache(self, state, det: HeadOutput, ego_feature: Tensor, ego_status: Tensor, T_global: Tensor) -> None: ...
+
+    def history(self, state) -> Tuple[Tensor, List[Tensor], Tensor, List[Tensor]]: ...
 
 
 class InstanceQueue(nn.Module):
@@ -180,6 +195,12 @@ class InstanceQueue(nn.Module):
         state.prev_instance_id = det.instance_id
         state.prev_ego_status = ego_status.detach()
         state.ego_feature_queue[-1] = ego_feature.detach()
+
+    @staticmethod
+    def history(state: InstanceQueueState) -> Tuple[Tensor, List[Tensor], Tensor, List[Tensor]]:
+        """period [B, N], agent anchor queue, ego_period [B, 1], ego anchor queue (oldest first)."""
+        return (_required(state.period, "period"), list(state.anchor_queue),
+                _required(state.ego_period, "ego_period"), list(state.ego_anchor_queue))
 
 
 def _regather(x: Tensor, source: Tensor, matched: Tensor) -> Tensor:
@@ -296,11 +317,16 @@ class MotionPlanningHead(nn.Module):
         x, y = anchors[..., 0], anchors[..., 1]
         return torch.stack([x * cos - y * sin, x * sin + y * cos], dim=-1)
 
-    def forward(self, state: InstanceQueueState, det: HeadOutput, map_out: HeadOutput, front_coarsest_map: Tensor,
+    def forward(self, state, det: HeadOutput, map_out: HeadOutput, front_coarsest_map: Tensor,
                 T_global: Tensor, T_global_inv: Tensor, det_bank_mask: Optional[Tensor],
-                anchor_encoder: SparseBox3DEncoder, anchor_handler: SparseBox3DKeyPointsGenerator) -> MotionPlanOutput:
-        """front_coarsest_map [B, C, h, w] = camera 0, stride-32 FPN level. Updates ``state`` in place."""
+                anchor_encoder: SparseBox3DEncoder, anchor_handler: SparseBox3DKeyPointsGenerator,
+                queue_ops: Optional[QueueOps] = None) -> MotionPlanOutput:
+        """front_coarsest_map [B, C, h, w] = camera 0, stride-32 FPN level. Updates ``state`` in place.
+
+        ``state`` belongs to ``queue_ops``: an :class:`InstanceQueueState` for the module's own queue (default),
+        a ``StaticQueueState`` for the static path's ``StaticQueue``."""
         cfg = self.cfg
+        ops: QueueOps = self.instance_queue if queue_ops is None else queue_ops
         det_cls_scores = det.classification[-1].sigmoid()  # [B, N, cls]
         det_anchor = det.prediction[-1]
         feature, anchor_embed = det.instance_feature, det.anchor_embed
@@ -310,11 +336,15 @@ class MotionPlanningHead(nn.Module):
         map_conf = map_out.classification[-1].sigmoid().max(dim=-1).values
         _, (map_feature_sel, map_embed_sel) = topk_gather(map_conf, cfg.num_map, map_out.instance_feature,
                                                           map_out.anchor_embed)
-        queue = self.instance_queue.get(state, det, front_coarsest_map, T_global_inv, det_bank_mask, anchor_handler)
+        queue = ops.get(state, det, front_coarsest_map, T_global_inv, det_bank_mask, anchor_handler)
         ego_embed = anchor_encoder(queue.ego_anchor)  # [B, 1, C]
-        valid = ~queue.temp_mask.flatten(0, 1)  # [B*(N+1), Q] tracked history entries
-        history = queue.temp_feature.flatten(0, 1)[valid]  # [K, C]
-        history_embed = anchor_encoder(queue.temp_anchor.flatten(0, 1)[valid])
+        temp_padding = queue.temp_mask.flatten(0, 1)  # [B*(N+1), Q] True = not tracked
+        if queue.padded:
+            history = queue.temp_feature.flatten(0, 1)  # [B*(N+1), Q, C]
+            history_embed = anchor_encoder(queue.temp_anchor.flatten(0, 1))
+        else:  # packed: only the tracked entries [K, C]
+            history = queue.temp_feature.flatten(0, 1)[~temp_padding]
+            history_embed = anchor_encoder(queue.temp_anchor.flatten(0, 1)[~temp_padding])
         motion_query_init = self.motion_anchor_encoder(
             sine_position_embedding(self.agent_mode_anchors(det_cls_scores, det_anchor)[..., -1, :], self.embed_dims))
         plan_anchor = self.plan_anchor[None].expand(feature.shape[0], -1, -1, -1, -1)
@@ -329,8 +359,12 @@ class MotionPlanningHead(nn.Module):
         for i, op in enumerate(self.operation_order):
             layer = self.layers[i]
             if op == "temp_gnn":  # per instance: 1 query over its own <= Q history entries
-                out = self.temporal_attention(i, feature.flatten(0, 1)[:, None],
-                                              anchor_embed.flatten(0, 1)[:, None], history, history_embed, valid)
+                query, query_pos = feature.flatten(0, 1)[:, None], anchor_embed.flatten(0, 1)[:, None]
+                if queue.padded:
+                    out = self.graph_model(i, query, history, history, query_pos, history_embed,
+                                           key_padding_mask=temp_padding)
+                else:
+                    out = self.temporal_attention(i, query, query_pos, history, history_embed, ~temp_padding)
                 feature = out.reshape(feature.shape)
             elif op == "gnn":
                 feature = self.graph_model(i, feature, feature_sel, feature_sel, anchor_embed, embed_sel)
@@ -344,10 +378,10 @@ class MotionPlanningHead(nn.Module):
                 plan_query = plan_query_init + query[:, num_anchor:, None]
                 outputs = layer(motion_query, plan_query, feature[:, num_anchor:], anchor_embed[:, num_anchor:])
         motion_cls, motion_reg, plan_cls, plan_reg, plan_status = _required(outputs, "refine output")
-        self.instance_queue.cache(state, det, feature[:, num_anchor:], plan_status, T_global)
-        return MotionPlanOutput(motion_cls, motion_reg, _required(state.period, "period"), list(state.anchor_queue),
-                                plan_cls, plan_reg, plan_status, _required(state.ego_period, "ego_period"),
-                                list(state.ego_anchor_queue))
+        ops.cache(state, det, feature[:, num_anchor:], plan_status, T_global)
+        period, anchor_queue, ego_period, ego_anchor_queue = ops.history(state)
+        return MotionPlanOutput(motion_cls, motion_reg, period, anchor_queue, plan_cls, plan_reg, plan_status,
+                                ego_period, ego_anchor_queue)
 
 
 def default_motion_anchor(num_classes: int, num_modes: int, num_steps: int) -> Tensor:

@@ -81,8 +81,9 @@ class HierarchicalPlanningDecoder:
         if cfg.use_rescore:
             det_conf = det_cls_logits.sigmoid().max(dim=-1).values
             cmd_logits = self.rescore(cmd_logits, cmd_trajs, motion_cls.sigmoid(), motion_reg, det_anchor, det_conf)
-        logits = logits.detach().clone()
-        logits[rows, command] = cmd_logits
+        # Selects instead of index writes, so that the decoder is also a static graph (docs/static-graph.md).
+        chosen = torch.nn.functional.one_hot(command, cfg.num_commands).bool()[..., None]  # [B, cmd, 1]
+        logits = torch.where(chosen, cmd_logits[:, None], logits.detach())
         mode = cmd_logits.argmax(dim=-1)
         return PlanningResult(
             trajectories=trajs,
@@ -117,18 +118,15 @@ class HierarchicalPlanningDecoder:
         col = check_collision(ego_rows, agent_rows)
         col = col.reshape(batch, num_agent, num_motion_mode, num_ego_mode, ts).permute(0, 3, 1, 2, 4)
         col = col.flatten(2).any(dim=-1)  # [B, M]
-        col[col.all(dim=-1)] = False  # every mode collides: leave the scores alone
+        col = col & ~col.all(dim=-1, keepdim=True)  # every mode collides: leave the scores alone
         return plan_cls + col.to(plan_cls.dtype) * -999
 
     def _ego_boxes(self, plan_traj: Tensor) -> Tensor:
         """[B, M, T, 2] -> [B, M, T+1, 7] ego boxes (scaled size, yaw from the path)."""
         cfg = self.cfg
         traj = _prepend_origin(plan_traj)
-        box = traj.new_zeros(traj.shape[:-1] + (7,))
-        box[..., [BX, BY]] = traj
-        box[..., [BL, BW, BH]] = traj.new_tensor(cfg.ego_size) * cfg.rescore_dim_scale
-        box[..., [BYAW]] = _path_yaw(traj, math.pi / 2, cfg.rescore_static_dis_thresh)
-        return box
+        size = (traj.new_tensor(cfg.ego_size) * cfg.rescore_dim_scale).expand(traj.shape[:-1] + (3,))
+        return _boxes(traj, size, _path_yaw(traj, math.pi / 2, cfg.rescore_static_dis_thresh))
 
     def _agent_boxes(self, motion_scores: Tensor, motion_reg: Tensor, det_anchor: Tensor, det_conf: Tensor) -> Tensor:
         """Top mode(s) of every agent as [B, N, k, T+1, 7] boxes; agents below the threshold moved to 1e6."""
@@ -137,13 +135,15 @@ class HierarchicalPlanningDecoder:
         _, mode = torch.topk(motion_scores, cfg.rescore_num_motion_mode, dim=-1)  # [B, N, k]
         index = mode[..., None, None].expand(-1, -1, -1, traj.shape[-2], 2)
         traj = torch.gather(traj, 2, index)
-        box = traj.new_zeros(traj.shape[:-1] + (7,))
-        box[..., [BX, BY]] = traj
-        box[..., [BL, BW, BH]] = det_anchor[..., None, None, LOG_SIZE].exp()
+        size = det_anchor[..., None, None, LOG_SIZE].exp().expand(traj.shape[:-1] + (3,))
         box_yaw = torch.atan2(det_anchor[..., SIN_YAW], det_anchor[..., COS_YAW])
-        box[..., [BYAW]] = _path_yaw(traj, box_yaw[..., None], cfg.rescore_static_dis_thresh)
-        box[det_conf < cfg.rescore_score_thresh] = 1e6
-        return box
+        box = _boxes(traj, size, _path_yaw(traj, box_yaw[..., None], cfg.rescore_static_dis_thresh))
+        return torch.where((det_conf < cfg.rescore_score_thresh)[..., None, None, None], box.new_tensor(1e6), box)
+
+
+def _boxes(xy: Tensor, size: Tensor, yaw: Tensor) -> Tensor:
+    """[..., 2] centres, [..., 3] sizes, [..., 1] yaw -> [..., 7] boxes (BX..BYAW) with z = 0."""
+    return torch.cat([xy, torch.zeros_like(xy[..., :1]), size, yaw], dim=-1)
 
 
 def _prepend_origin(traj: Tensor) -> Tensor:

@@ -13,6 +13,16 @@ fixed point, horizontal pass rounded to uint8 before the vertical pass). torch's
 ``F.interpolate(bicubic, antialias=True)`` differs from Pillow by up to 4/255 (mean 0.14/255), so it is not used.
 A maps continuous pixel coordinates in PIL's convention (pixel i covers [i, i+1)); like the original, it ignores
 the half-pixel shift (s - 1) / 2 that the integer-centred convention would add.
+
+JPEG on the device (:func:`preprocess_jpegs`, used by the pipeline with ``device: cuda``): the compressed bytes go
+to ``torchvision.io.decode_jpeg`` (one batched call; on CUDA it is nvjpeg, reading from pinned host memory), and
+the resize/crop/normalisation above runs on the decoded planes where they are, so the float input never visits
+the CPU. The resize stays Pillow-identical; the decoder does not: nvjpeg's IDCT and chroma upsampling may differ
+from libjpeg-turbo (what OpenCV uses on the CPU path) by a grey level or so, which after the resize is at most a
+couple of levels (~0.03 in normalised units). torchvision's CPU decoder is libjpeg-turbo too (identical to
+OpenCV's decode in the tests here, though two libjpeg builds may differ by a level). An image the device decoder
+refuses is decoded again with OpenCV on the CPU (today's decoder, so the same images decode as before) and only
+one that OpenCV refuses too is an error (:class:`JpegDecodeError`, naming the image).
 """
 
 from __future__ import annotations
@@ -29,10 +39,15 @@ __all__ = [
     "IMG_MEAN",
     "IMG_STD",
     "ImageTransform",
+    "JpegDecodeError",
+    "decode_on_device",
     "denormalize_image",
+    "decode_jpegs",
+    "jpeg_size",
     "pil_bicubic_resize",
     "preprocess_image",
     "preprocess_images",
+    "preprocess_jpegs",
     "inference_transform",
     "update_projection",
 ]
@@ -221,10 +236,14 @@ def _resize_crop_pil(batch: Tensor, transform: ImageTransform) -> Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)  # [N, 3, h, w] BGR
 
 
-def _resize_crop_torch(batch: Tensor, transform: ImageTransform) -> Tensor:
+def _resize_crop_planes(planes: Tensor, transform: ImageTransform) -> Tensor:
+    """[N, C, H, W] uint8 -> [N, C, h, w] uint8 resized (Pillow-identical torch implementation) and cropped."""
     x0, y0, x1, y1 = transform.crop
-    planes = batch.permute(0, 3, 1, 2)  # [N, 3, H, W] BGR
     return pil_bicubic_resize(planes, transform.resized_hw, rows=(y0, y1))[..., x0:x1]
+
+
+def _resize_crop_torch(batch: Tensor, transform: ImageTransform) -> Tensor:
+    return _resize_crop_planes(batch.permute(0, 3, 1, 2), transform)  # [N, 3, h, w] BGR
 
 
 def preprocess_images(images: Sequence[ImageLike] | ImageLike, transform: ImageTransform | None = None,
@@ -259,3 +278,166 @@ def preprocess_images(images: Sequence[ImageLike] | ImageLike, transform: ImageT
 def preprocess_image(image: ImageLike, transform: ImageTransform | None = None, backend: str = "auto") -> Tensor:
     """One BGR uint8 [H, W, 3] image -> [3, 256, 704] float32 normalised RGB (see :func:`preprocess_images`)."""
     return preprocess_images([image], transform, backend=backend)[0]
+
+
+# ------------------------------------------------------------------------------------------ JPEG on the device
+
+JpegLike = Union[np.ndarray, bytes, bytearray, memoryview]
+GPU_DECODE_MODES = ("auto", "on", "off")
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic); C4 (DHT), C8 (JPG), CC (DAC) are not.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+class JpegDecodeError(ValueError):
+    """A JPEG that cannot be read; ``index`` is its position in the batch (SparseDrivePipeline.build_inputs: the
+    camera's index in the request; None when not known)."""
+
+    def __init__(self, text: str, index: int | None = None):
+        super().__init__(text)
+        self.index = index
+
+
+def decode_on_device(mode: str, device: torch.device | str) -> bool:
+    """Whether JPEG bytes are decoded (and preprocessed) by :func:`preprocess_jpegs` on ``device``: ``mode`` is
+    ``on``, ``off`` or ``auto`` (on for CUDA devices only: on a CPU OpenCV + Pillow is the faster path)."""
+    if mode not in GPU_DECODE_MODES:
+        raise ValueError(f"gpu_decode must be one of {', '.join(GPU_DECODE_MODES)}, got {mode!r}")
+    return mode == "on" or (mode == "auto" and torch.device(device).type == "cuda")
+
+
+def _byte_array(data: JpegLike) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise ValueError(f"JPEG data must be a 1-D uint8 array, got {data.dtype} {data.shape}")
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, np.uint8)
+    raise ValueError(f"JPEG data must be bytes or a uint8 array, got {type(data).__name__}")
+
+
+def jpeg_size(data: JpegLike) -> tuple[int, int]:
+    """(H, W) of a JPEG from its frame header (SOFn marker), reading only the header segments.
+
+    Raises JpegDecodeError when the data does not start with a well-formed JPEG header (no SOI, a broken marker
+    or segment length, the data ending before the frame header, a zero or undefined size). It does not check the
+    entropy-coded data after the header: a JPEG truncated there passes and fails only when decoded.
+    """
+    buf = _byte_array(data)
+    n = buf.size
+    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
+        raise JpegDecodeError(f"not a JPEG: {n} bytes without the SOI marker")
+    pos = 2
+    while True:
+        if pos >= n:
+            raise JpegDecodeError(f"JPEG header truncated: no frame header in {n} bytes")
+        if buf[pos] != 0xFF:
+            raise JpegDecodeError(f"corrupt JPEG header: byte {pos} is 0x{int(buf[pos]):02x}, expected a marker")
+        while pos < n and buf[pos] == 0xFF:  # the marker's 0xFF and any fill bytes
+            pos += 1
+        if pos >= n:
+            raise JpegDecodeError(f"JPEG header truncated: no frame header in {n} bytes")
+        marker = int(buf[pos])
+        pos += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length field
+            continue
+        if marker in (0x00, 0xD8, 0xD9, 0xDA):  # stuffed byte, second SOI, EOI, start of scan before any frame
+            raise JpegDecodeError(f"corrupt JPEG header: marker 0xff{marker:02x} at byte {pos - 1} before the "
+                                  f"frame header")
+        if pos + 2 > n:
+            raise JpegDecodeError(f"JPEG header truncated: no frame header in {n} bytes")
+        length = int(buf[pos]) << 8 | int(buf[pos + 1])
+        if length < 2 or pos + length > n:
+            raise JpegDecodeError(f"corrupt JPEG header: segment 0xff{marker:02x} at byte {pos - 2} has length "
+                                  f"{length} ({n - pos} bytes left)")
+        if marker in _SOF_MARKERS:
+            seg = buf[pos:pos + length].astype(np.int64)
+            if length < 8:
+                raise JpegDecodeError(f"corrupt JPEG frame header: length {length}")
+            height, width, components = int(seg[3] << 8 | seg[4]), int(seg[5] << 8 | seg[6]), int(seg[7])
+            if components not in (1, 3, 4) or length != 8 + 3 * components:
+                raise JpegDecodeError(f"corrupt JPEG frame header: {components} components in {length} bytes")
+            if height == 0 or width == 0:
+                raise JpegDecodeError(f"JPEG frame header gives no size ({width}x{height})")
+            return height, width
+        pos += length
+
+
+def _host_tensor(data: np.ndarray, pinned: bool) -> Tensor:
+    """1-D uint8 CPU tensor of the bytes; in page-locked memory when ``pinned`` (one copy, straight into it)."""
+    if pinned:
+        out = torch.empty(data.size, dtype=torch.uint8, pin_memory=True)
+        out.numpy()[:] = data
+        return out
+    return torch.from_numpy(data if data.flags.writeable else data.copy())
+
+
+def _decode_jpeg(data: Tensor | list[Tensor], device: torch.device):
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its image decoders in favour of TorchCodec
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+
+def _decode_one(index: int, data: Tensor, device: torch.device) -> Tensor:
+    """One JPEG on the device decoder, else with OpenCV on the CPU (which reads some JPEGs, e.g. ones with a
+    damaged tail, that nvjpeg and torchvision refuse); [3, H, W] uint8 RGB on ``device``."""
+    try:
+        return _decode_jpeg(data, device)
+    except RuntimeError as exc:
+        import cv2
+
+        bgr = cv2.imdecode(data.numpy(), cv2.IMREAD_COLOR) if data.numel() else None
+        if bgr is None:
+            raise JpegDecodeError(f"cannot decode {data.numel()} bytes of JPEG: {exc}", index) from None
+        rgb = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1)
+        if device.type == "cuda":
+            rgb = rgb.pin_memory()
+        return rgb.to(device, non_blocking=True)
+
+
+def decode_jpegs(jpegs: Sequence[JpegLike], device: torch.device | str = "cpu") -> list[Tensor]:
+    """JPEG byte buffers -> [3, H, W] uint8 RGB tensors on ``device``, in one batched ``decode_jpeg`` call (nvjpeg
+    on CUDA, from pinned host buffers). When the batch fails, each image is decoded alone and one the decoder
+    refuses goes to OpenCV on the CPU; raises JpegDecodeError (with its index) for one that OpenCV refuses too."""
+    device = torch.device(device)
+    if len(jpegs) == 0:
+        raise ValueError("decode_jpegs needs at least one JPEG, got none")
+    host = [_host_tensor(_byte_array(j), pinned=device.type == "cuda") for j in jpegs]
+    try:
+        return list(_decode_jpeg(host, device))
+    except RuntimeError:
+        return [_decode_one(i, data, device) for i, data in enumerate(host)]
+
+
+def preprocess_jpegs(jpegs: Sequence[JpegLike], transforms: Sequence[ImageTransform] | None = None,
+                     device: torch.device | str = "cpu") -> Tensor:
+    """N JPEG byte buffers -> [N, 3, h, w] float32 normalised RGB on ``device``, as :func:`preprocess_images` of
+    the OpenCV-decoded images: decode on the device (:func:`decode_jpegs`), the Pillow-identical torch resize and
+    the crop of each image's transform, mean/std. Images may differ in size (one resize per distinct transform);
+    the transforms must share the output size.
+
+    Args:
+        transforms: one per JPEG; defaults to :func:`inference_transform` of each JPEG's header size.
+    """
+    device = torch.device(device)
+    if transforms is None:
+        transforms = [inference_transform(jpeg_size(j)) for j in jpegs]
+    if len(transforms) != len(jpegs):
+        raise ValueError(f"need one transform per JPEG, got {len(transforms)} for {len(jpegs)}")
+    if len({t.out_hw for t in transforms}) > 1:
+        raise ValueError(f"transforms must share the output size, got {sorted({t.out_hw for t in transforms})}")
+    planes = decode_jpegs(jpegs, device)
+    groups: dict[ImageTransform, list[int]] = {}
+    for i, (image, transform) in enumerate(zip(planes, transforms)):
+        if tuple(image.shape[-2:]) != tuple(transform.src_hw):
+            raise JpegDecodeError(f"JPEG decodes to {image.shape[-2]}x{image.shape[-1]} (HxW), its header says "
+                                  f"{transform.src_hw[0]}x{transform.src_hw[1]}", i)
+        groups.setdefault(transform, []).append(i)
+    out = torch.empty(len(planes), 3, *transforms[0].out_hw, dtype=torch.float32, device=device)
+    for transform, index in groups.items():
+        cropped = _resize_crop_planes(torch.stack([planes[i] for i in index]), transform)  # RGB already
+        out[torch.as_tensor(index, device=device)] = _normalize(cropped)
+    return out

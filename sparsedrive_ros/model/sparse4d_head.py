@@ -8,13 +8,14 @@ keys (``head.det_head.layers.{i}``), so the order below must stay the original's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Protocol, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .box3d import SparseBox3DEncoder, SparseBox3DRefinementModule
-from .instance_bank import InstanceBank, InstanceBankState
+from .instance_bank import BankFrame, InstanceBank
 from .layers import AsymmetricFFN
 from .point3d import SparsePoint3DEncoder, SparsePoint3DRefinementModule
 
@@ -22,6 +23,22 @@ __all__ = ["HeadOutput", "Sparse4DHead", "operation_order"]
 
 AnchorEncoder = Union[SparseBox3DEncoder, SparsePoint3DEncoder]
 Refinement = Union[SparseBox3DRefinementModule, SparsePoint3DRefinementModule]
+
+
+class BankOps(Protocol):
+    """What the decoder stack asks of the temporal memory: :class:`InstanceBank` itself (eager, state with
+    ``None`` fields) or the fixed-shape ``StaticBank`` of model/static_frame.py (docs/static-graph.md)."""
+
+    num_temp_instances: int
+
+    def get(self, state, batch_size: int, timestamp: Tensor, T_global_inv: Tensor) -> BankFrame: ...
+
+    def update(self, state, instance_feature: Tensor, anchor: Tensor, cls_logits: Tensor) -> Tuple[Tensor, Tensor]: ...
+
+    def cache(self, state, instance_feature: Tensor, anchor: Tensor, cls_logits: Tensor, timestamp: Tensor,
+              T_global: Tensor) -> None: ...
+
+    def get_instance_id(self, state, cls_logits: Tensor) -> Tensor: ...
 
 
 def operation_order(num_decoder: int, num_single_frame_decoder: int, drop_first_self_attention: bool) -> List[str]:
@@ -98,14 +115,57 @@ class Sparse4DHead(nn.Module):
             value = self.fc_before(value)
         return self.fc_after(self.layers[index](query, key, value, query_pos=query_pos, key_pos=key_pos))
 
-    def forward(self, state: InstanceBankState, feature_maps: Sequence[Tensor], projection_mat: Tensor,
-                image_wh: Tensor, timestamp: Tensor, T_global: Tensor, T_global_inv: Tensor) -> HeadOutput:
-        """feature_maps L x [B, N_cam, C, h, w]; projection_mat [B, N_cam, 4, 4]; image_wh [B, N_cam, 2];
-        timestamp [B] float64; T_global / T_global_inv [B, 4, 4] float64. Updates ``state`` in place."""
-        batch = feature_maps[0].shape[0]
-        bank = self.instance_bank.get(state, batch, timestamp, T_global_inv)
-        instance_feature, anchor = bank.instance_feature, bank.anchor
+    def temporal_graph_model(self, index: int, instance_feature: Tensor, anchor_embed: Tensor, bank: BankFrame,
+                             temp_anchor_embed: Optional[Tensor]) -> Tensor:
+        """The ``temp_gnn`` layer: attention from the current instances to the carried ones.
+
+        Eager: with no carried instances (first frame) it is self-attention (docs/model-notes.md#temporal-rules).
+        Static (``bank.history`` set): both cases in one fixed-shape attention over N key slots: with history the
+        T carried instances then N - T masked zero rows, without history the instances themselves (what the
+        eager first frame attends to), picked per sample by a tensor select (docs/static-graph.md).
+        """
         temp_feature = bank.temp_feature
+        if bank.history is None or temp_feature is None or temp_anchor_embed is None:
+            return self.graph_model(index, instance_feature, temp_feature, temp_feature,
+                                    query_pos=anchor_embed, key_pos=temp_anchor_embed)
+        num, num_temp = instance_feature.shape[1], temp_feature.shape[1]
+
+        def pad(x: Tensor) -> Tensor:
+            return F.pad(x, (0, 0, 0, num - num_temp))
+
+        history = bank.history[:, None, None]
+        key = torch.where(history, pad(temp_feature), instance_feature)
+        key_embed = torch.where(history, pad(temp_anchor_embed), anchor_embed)
+        query: Tensor = instance_feature
+        query_pos: Optional[Tensor] = anchor_embed
+        key_pos: Optional[Tensor] = key_embed
+        # Eager first frame: the value is the key before positions (decoupled: the raw [feature, embedding]
+        # concatenation, not passed through fc_before).
+        if self.decouple_attn:
+            query = torch.cat([instance_feature, anchor_embed], dim=-1)
+            key = torch.cat([key, key_embed], dim=-1)
+            query_pos = key_pos = None
+            value = torch.where(history, pad(self.fc_before(temp_feature)), query)
+        else:
+            value = torch.where(history, pad(self.fc_before(temp_feature)), instance_feature)
+        slots = torch.arange(num, device=instance_feature.device)
+        padding = bank.history[:, None] & (slots >= num_temp)[None]  # [B, N] True = ignore
+        return self.fc_after(self.layers[index](query, key, value, query_pos=query_pos, key_pos=key_pos,
+                                                key_padding_mask=padding))
+
+    def forward(self, state, feature_maps: Sequence[Tensor], projection_mat: Tensor,
+                image_wh: Tensor, timestamp: Tensor, T_global: Tensor, T_global_inv: Tensor,
+                bank_ops: Optional[BankOps] = None, aggregation: Optional[Callable[..., Tensor]] = None) -> HeadOutput:
+        """feature_maps L x [B, N_cam, C, h, w]; projection_mat [B, N_cam, 4, 4]; image_wh [B, N_cam, 2];
+        timestamp [B] float64; T_global / T_global_inv [B, 4, 4] float64. Updates ``state`` in place.
+
+        ``state`` belongs to ``bank_ops``: an :class:`InstanceBankState` for the module's own bank (default), a
+        ``StaticBankState`` for the static path's ``StaticBank``. ``aggregation`` replaces the deformable layers'
+        sampling op (the static path's dense one, model/deformable_op.py)."""
+        batch = feature_maps[0].shape[0]
+        ops: BankOps = self.instance_bank if bank_ops is None else bank_ops
+        bank = ops.get(state, batch, timestamp, T_global_inv)
+        instance_feature, anchor = bank.instance_feature, bank.anchor
         anchor_embed = self.anchor_encoder(anchor)
         temp_anchor_embed = self.anchor_encoder(bank.temp_anchor) if bank.temp_anchor is not None else None
         num_temp = self.instance_bank.num_temp_instances
@@ -116,8 +176,8 @@ class Sparse4DHead(nn.Module):
         for i, op in enumerate(self.operation_order):
             layer = self.layers[i]
             if op == "temp_gnn":
-                instance_feature = self.graph_model(i, instance_feature, temp_feature, temp_feature,
-                                                    query_pos=anchor_embed, key_pos=temp_anchor_embed)
+                instance_feature = self.temporal_graph_model(i, instance_feature, anchor_embed, bank,
+                                                             temp_anchor_embed)
             elif op == "gnn":
                 instance_feature = self.graph_model(i, instance_feature, value=instance_feature,
                                                     query_pos=anchor_embed)
@@ -125,14 +185,14 @@ class Sparse4DHead(nn.Module):
                 instance_feature = layer(instance_feature)
             elif op == "deformable":
                 instance_feature = layer(instance_feature, anchor, anchor_embed, feature_maps, projection_mat,
-                                         image_wh)
+                                         image_wh, aggregation=aggregation)
             else:  # refine
                 anchor, cls, qt = layer(instance_feature, anchor, anchor_embed, bank.time_interval)
                 prediction.append(anchor)
                 classification.append(cls)
                 quality.append(qt)
                 if len(prediction) == self.num_single_frame_decoder:
-                    instance_feature, anchor = self.instance_bank.update(state, instance_feature, anchor, cls)
+                    instance_feature, anchor = ops.update(state, instance_feature, anchor, cls)
                 anchor_embed = self.anchor_encoder(anchor)
                 if len(prediction) > self.num_single_frame_decoder and temp_anchor_embed is not None:
                     # Later temporal layers key on the *current* refined anchors of the carried instances
@@ -140,7 +200,7 @@ class Sparse4DHead(nn.Module):
                     temp_anchor_embed = anchor_embed[:, :num_temp]
         if cls is None:
             raise ValueError(f"operation order {self.operation_order} has no refine layer")
-        self.instance_bank.cache(state, instance_feature, anchor, cls, timestamp, T_global)
-        instance_id = self.instance_bank.get_instance_id(state, cls) if self.with_instance_id else None
+        ops.cache(state, instance_feature, anchor, cls, timestamp, T_global)
+        instance_id = ops.get_instance_id(state, cls) if self.with_instance_id else None
         return HeadOutput(classification, prediction, quality, instance_feature, anchor_embed, instance_id,
                           bank.time_interval)

@@ -246,7 +246,7 @@ class SparseDrive(nn.Module):
         feature_maps = channels_last_feature_maps(self.extract_feat(inputs.images))
         det, map_out, motion = self.forward_heads(feature_maps, inputs, state)
         state.frames_seen += 1
-        return self.decode(det, map_out, motion, command, state, return_raw)
+        return self.decode(det, map_out, motion, command, state.det.mask, return_raw)
 
     def forward_heads(self, feature_maps: Sequence[Tensor], inputs: FrameInputs,
                       state: SparseDriveState) -> tuple[HeadOutput, HeadOutput, Optional[MotionPlanOutput]]:
@@ -264,7 +264,8 @@ class SparseDrive(nn.Module):
         return det, map_out, motion
 
     def decode(self, det: HeadOutput, map_out: HeadOutput, motion: Optional[MotionPlanOutput], command: Tensor,
-               state: SparseDriveState, return_raw: bool = False) -> SparseDriveOutput:
+               temporal_valid: Optional[Tensor], return_raw: bool = False) -> SparseDriveOutput:
+        """Decoded detections, map, motion and plan; ``temporal_valid`` [B] bool (None on a first frame)."""
         quality, instance_id = det.quality[-1], det.instance_id
         if quality is None or instance_id is None:
             raise ValueError("the detection head must output quality and instance ids")
@@ -280,7 +281,7 @@ class SparseDrive(nn.Module):
                 motion.plan_cls, motion.plan_reg, motion.plan_status, motion.ego_period, motion.ego_anchor_queue,
                 command, det.classification[-1], det.prediction[-1], motion.motion_cls, motion.motion_reg)
         raw = raw_arrays(det, map_out, motion) if return_raw else None
-        return SparseDriveOutput(detections, elements, forecast, planning, det.time_interval, state.det.mask, raw)
+        return SparseDriveOutput(detections, elements, forecast, planning, det.time_interval, temporal_valid, raw)
 
 
 class SparseDriveStream:

@@ -1,10 +1,11 @@
 """Run SparseDrive over the frames of an inputs.npz (golden-case format) and write the golden outputs.
 
     python -m sparsedrive_ros.tools.infer_npz --checkpoint FILE --inputs FILE.npz --out DIR \
-        [--dtype float64|float32] [--device cpu|cuda] [--stage 1|2]
+        [--dtype float64|float32] [--device cpu|cuda] [--stage 1|2] [--path eager|static]
 
 The temporal state is reset once before frame 0, frames run in order, and DIR/frame{k}.npz holds the
 ``post/...`` and ``raw/...`` arrays named as in the parity case (docs/parity.md; compare with its compare.py).
+``--path static`` runs the fixed-shape static frame (docs/static-graph.md) instead of the eager one.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 import torch
 
-from sparsedrive_ros.model import FrameInputs, SparseDrive, build_sparsedrive
+from sparsedrive_ros.model import FrameInputs, SparseDrive, SparseDriveStream, build_sparsedrive
 from sparsedrive_ros.model.checkpoint import detect_stage, load_checkpoint
+from sparsedrive_ros.model.static_frame import StaticSparseDriveStream
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -45,17 +47,21 @@ def iter_frames(inputs: Dict[str, np.ndarray]) -> Iterator[FrameInputs]:
         )
 
 
-def run(model: SparseDrive, inputs_path: str, out_dir: str, verbose: bool = True) -> int:
-    """Reset once, run every frame in order, write out_dir/frame{k}.npz. Returns the number of frames."""
+def run(model: SparseDrive, inputs_path: str, out_dir: str, verbose: bool = True, path: str = "eager") -> int:
+    """Reset once, run every frame in order, write out_dir/frame{k}.npz. Returns the number of frames.
+
+    path: "eager" (SparseDriveStream) or "static" (StaticSparseDriveStream, the fixed-shape graph)."""
+    if path not in ("eager", "static"):
+        raise ValueError(f"path must be eager or static, got {path!r}")
     os.makedirs(out_dir, exist_ok=True)
-    state = model.new_state()
+    stream = SparseDriveStream(model) if path == "eager" else StaticSparseDriveStream(model)
     with np.load(inputs_path) as data:
         inputs = {k: data[k] for k in data.files}
     count = 0
     with torch.inference_mode():
         for k, frame in enumerate(iter_frames(inputs)):
             start = time.perf_counter()
-            out = model(frame, state, return_raw=True)
+            out = stream.step(frame, return_raw=True)
             np.savez(os.path.join(out_dir, f"frame{k}.npz"), **out.golden_arrays(0))
             if verbose:
                 print(f"frame {k}: {time.perf_counter() - start:.1f} s, dt {out.time_interval.tolist()}, "
@@ -73,11 +79,13 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--stage", type=int, choices=(1, 2), default=None, help="default: from the checkpoint keys")
+    parser.add_argument("--path", choices=("eager", "static"), default="eager",
+                        help="eager frame or the fixed-shape static graph (docs/static-graph.md)")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device!r} requested but CUDA is not available")
     model = load_model(args.checkpoint, DTYPES[args.dtype], args.device, args.stage)
-    run(model, args.inputs, args.out)
+    run(model, args.inputs, args.out, path=args.path)
     return 0
 
 
