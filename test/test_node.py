@@ -185,3 +185,37 @@ def test_mismatching_checkpoint_is_a_clear_error_at_start(tmp_path):
         build_pipeline(params, __import__("logging").getLogger("test"))
     text = str(err.value)
     assert "missing" in text and "img_backbone.conv1.weight" in text
+
+
+def test_gpu_decode_on_hands_jpeg_bytes_to_the_pipeline_and_rejects_broken_ones():
+    """gpu_decode: on (on a CPU here; auto turns it on for device: cuda): the node checks JPEG headers and passes
+    the bytes undecoded; a header that does not parse, and a JPEG that only the decoder finds broken, are both
+    that camera's rejection, as a CPU decode failure is."""
+    with RosContext() as ctx:
+        h = Harness(ctx, gpu_decode="on")
+        try:
+            t, half = T0, SEC // 2
+            h.cycle(t)
+            h.cycle(t + half, corrupt=("CAM_BACK",), expect_frames=1)
+            h.cycle(t + 2 * half)
+            assert h.spin_until(lambda: h.node.counters["invalid"] == 1, 20), dict(h.node.counters)
+            assert "cannot decode" in h.node._last_error and "CAM_BACK" in h.node._last_error
+            truncated = h.rig.jpeg["CAM_BACK_LEFT"][:700]  # the header parses, the scan is cut
+            h.cycle(t + 3 * half, image_bytes={"CAM_BACK_LEFT": truncated}, expect_frames=2)
+            h.cycle(t + 4 * half)
+            assert h.spin_until(lambda: h.node.counters["invalid"] == 2, 20), dict(h.node.counters)
+            assert h.node._last_error.startswith("CAM_BACK_LEFT: cannot decode 700 bytes of JPEG")
+            assert h.node.counters["rejected:CAM_BACK"] == 1 and h.node.counters["rejected:CAM_BACK_LEFT"] == 1
+            req = h.requests[0]
+            assert req.jpeg is not None and all(image is None for image in req.images)
+            assert bytes(req.jpeg[0]) == h.rig.jpeg["CAM_FRONT"]
+            # The same frame decoded on the CPU (gpu_decode off): the same inputs (both decoders are
+            # libjpeg-turbo here; on a GPU they may differ by a grey level, test_gpu_preprocess.py).
+            cpu = SparseDrivePipeline(small_model())
+            ref = cpu.build_inputs(type(req)(req.stamp_ns, req.decoded_images(), req.intrinsics, req.cam_from_ref,
+                                             req.ref_to_global, req.command))
+            out = h.node.pipeline.build_inputs(req)
+            torch.testing.assert_close(out.images, ref.images, rtol=0, atol=0)
+            torch.testing.assert_close(out.projection_mat, ref.projection_mat, rtol=0, atol=0)
+        finally:
+            h.close()

@@ -19,6 +19,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from sparsedrive_ros.geometry.shapes import box_corners
 from sparsedrive_ros.model.config import DET_CLASS_NAMES, MAP_CLASS_NAMES
+from sparsedrive_ros.model.preprocess import JpegDecodeError, decode_on_device, jpeg_size
 from sparsedrive_ros.msg import (
     Detection3D,
     Detection3DArray,
@@ -30,7 +31,7 @@ from sparsedrive_ros.msg import (
     PlanCandidate,
     PredictedPath,
 )
-from sparsedrive_ros.runtime.pipeline import MAP_GROUND_Z, PipelineResult
+from sparsedrive_ros.runtime.pipeline import MAP_GROUND_Z, PipelineConfig, PipelineResult
 from sparsedrive_ros.runtime.tf_buffer import quat_to_matrix
 from sparsedrive_ros.viz.messages import ImageDecodeError, decode_compressed  # noqa: F401 (the node calls conv.decode_compressed)
 
@@ -47,6 +48,39 @@ def stamp_to_ns(stamp: Time) -> int:
 
 def ns_to_stamp(ns: int) -> Time:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def jpeg_on_device(config: PipelineConfig) -> bool:
+    """Whether the pipeline decodes JPEG bytes itself (on its device; PipelineConfig.gpu_decode)."""
+    return decode_on_device(config.gpu_decode, config.device)
+
+
+def compressed_jpeg(msg) -> Optional[tuple[np.ndarray, tuple[int, int]]]:
+    """A JPEG sensor_msgs/CompressedImage -> (its bytes, uint8 [n], and (width, height) from the JPEG header),
+    without decoding; None for another format (PNG). Raises ImageDecodeError for a corrupt or truncated header."""
+    fmt = str(msg.format).lower()
+    if "jpeg" not in fmt and "jpg" not in fmt:
+        return None
+    data = msg.data
+    buf = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
+    try:
+        height, width = jpeg_size(buf)
+    except JpegDecodeError as exc:
+        raise ImageDecodeError(f"cannot decode {buf.size} bytes of format {msg.format!r} ({msg.header.frame_id}): "
+                               f"{exc}") from None
+    return buf, (width, height)
+
+
+def image_input(msg, compressed: bool, jpeg_bytes: bool) -> tuple[Optional[np.ndarray], Optional[np.ndarray],
+                                                                    tuple[int, int]]:
+    """One camera's image message -> (BGR image or None, JPEG bytes or None, (width, height)). With
+    ``jpeg_bytes`` a JPEG CompressedImage is not decoded here (the pipeline decodes it on its device; its header
+    is checked); everything else is decoded on the CPU. Raises ImageDecodeError."""
+    jpeg = compressed_jpeg(msg) if compressed and jpeg_bytes else None
+    if jpeg is not None:
+        return None, jpeg[0], jpeg[1]
+    image = decode_compressed(msg) if compressed else decode_raw(msg)
+    return image, None, (int(image.shape[1]), int(image.shape[0]))
 
 
 def decode_raw(msg) -> np.ndarray:

@@ -84,6 +84,8 @@ PARAMETERS: dict[str, Param] = {
     "diag_max_drop_rate": P(0.5, True, "WARN above this fraction of dropped frames in the window "
                             "(throttling excluded)"),
     "diag_camera_timeout": P(2.0, True, "s of wall time without an image after which a camera is stale"),
+    "gpu_decode": P("auto", False, "auto, on or off: JPEG images decoded and preprocessed on the model's device "
+                    "(torchvision decode_jpeg, nvjpeg on CUDA); auto = on for device cuda only"),
 }
 del P
 
@@ -145,6 +147,7 @@ class NodeParams:
     diag_max_camera_skew: float
     diag_max_drop_rate: float
     diag_camera_timeout: float
+    gpu_decode: str
 
     def __post_init__(self):
         """Every check that needs no file and no model (so a bad value fails before anything is built)."""
@@ -190,7 +193,8 @@ class NodeParams:
                           max_buffered_images=self.max_buffered_images)
 
     def pipeline_config(self) -> PipelineConfig:
-        return PipelineConfig(max_time_jump=self.max_time_jump, device=self.device, dtype=self.dtype)
+        return PipelineConfig(max_time_jump=self.max_time_jump, device=self.device, dtype=self.dtype,
+                              gpu_decode=self.gpu_decode)
 
     def replace(self, **changes) -> "NodeParams":
         return dataclasses.replace(self, **changes)

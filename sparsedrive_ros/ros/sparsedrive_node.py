@@ -1,7 +1,8 @@
 """The SparseDrive ROS 2 node: ROS I/O only. A camera frame travels:
 
   image callback -> CameraSynchronizer (runtime/sync.py, buffers undecoded messages)
-  -> a queue of at most two frames -> worker thread: decode, CameraInfo K, TF look-ups -> FrameRequest
+  -> a queue of at most two frames -> worker thread: decode (with gpu_decode only the JPEG header: the pipeline
+     decodes on its device), CameraInfo K, TF look-ups -> FrameRequest
   -> SparseDrivePipeline.process (runtime/pipeline.py: preprocessing, temporal state, the model)
   -> conversions.py -> publishers (custom messages, MarkerArray, Path) + /diagnostics.
 
@@ -42,6 +43,7 @@ from std_msgs.msg import UInt8
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from sparsedrive_ros.model.preprocess import JpegDecodeError
 from sparsedrive_ros.msg import Detection3DArray, EgoPlan, FrameInfo, MapElementArray, MotionForecastArray
 from sparsedrive_ros.ros import conversions as conv
 from sparsedrive_ros.ros.node_config import (  # noqa: F401 (NUSCENES_CAMERAS re-exported)
@@ -117,10 +119,11 @@ def dump_request(request: FrameRequest, directory: str) -> None:
 
     path = FsPath(directory)
     path.mkdir(parents=True, exist_ok=True)
-    shape = next(im.shape for im in request.images if im is not None)
-    images = np.stack([im if im is not None else np.zeros(shape, np.uint8) for im in request.images])
+    decoded = request.decoded_images()  # JPEG-only cameras (device decoding) decoded here with OpenCV
+    shape = next(im.shape for im in decoded if im is not None)
+    images = np.stack([im if im is not None else np.zeros(shape, np.uint8) for im in decoded])
     np.savez_compressed(path / f"frame_{request.stamp_ns}.npz", stamp_ns=request.stamp_ns, images=images,
-                        masked=np.array([im is None for im in request.images]), intrinsics=request.intrinsics,
+                        masked=np.array([im is None for im in decoded]), intrinsics=request.intrinsics,
                         cam_from_ref=request.cam_from_ref, ref_to_global=request.ref_to_global,
                         command=request.command)
 
@@ -476,15 +479,17 @@ class _SparseDriveCore:
         """Decode images and look up calibration for one synchronised frame (raises ValueError/TransformError)."""
         p = p or self.params
         ref_ns = self._reference_stamp(p, frame)
-        images, intrinsics, cam_from_ref = [], [], []
+        images, jpegs, intrinsics, cam_from_ref = [], [], [], []
+        jpeg_bytes = conv.jpeg_on_device(self.pipeline.config)  # JPEGs go undecoded to the pipeline's device
         for cam, msg, stamp, status in zip(p.camera_names, frame.payloads, frame.stamps_ns, frame.status):
             if status is CameraStatus.MASKED:
                 images.append(None)
+                jpegs.append(None)
                 intrinsics.append(np.eye(3))
                 cam_from_ref.append(np.eye(4))
                 continue
             try:
-                image = conv.decode_compressed(msg) if p.image_transport == "compressed" else conv.decode_raw(msg)
+                image, jpeg, (width, height) = conv.image_input(msg, p.image_transport == "compressed", jpeg_bytes)
             except ValueError as exc:
                 raise FrameRejected(cam, f"{cam}: {exc}") from None
             info, fallback = self._camera_info.get(cam), self._calibration.get(cam)
@@ -497,11 +502,12 @@ class _SparseDriveCore:
                     "calibration_file"
             else:
                 raise FrameRejected(cam, f"no CameraInfo received for {cam} (and no calibration_file entry)")
-            if (image.shape[1], image.shape[0]) != size:
-                raise FrameRejected(cam, f"{cam} image is {image.shape[1]}x{image.shape[0]} but its {source} says "
+            if (width, height) != size:
+                raise FrameRejected(cam, f"{cam} image is {width}x{height} but its {source} says "
                                          f"{size[0]}x{size[1]}")
             cam_frame = msg.header.frame_id or info_frame
             images.append(image)
+            jpegs.append(jpeg)
             intrinsics.append(k)
             cam_from_ref.append(self._wait_for_tf(p.tf_timeout, self.tf.lookup_full, cam_frame, stamp,
                                                   p.reference_frame, ref_ns, p.fixed_frame))
@@ -509,7 +515,8 @@ class _SparseDriveCore:
         command, stale = self._current_command(p)
         with self._lock:
             self._last["command_stale"] = stale
-        return FrameRequest(ref_ns, images, np.stack(intrinsics), np.stack(cam_from_ref), ref_to_global, command)
+        return FrameRequest(ref_ns, images, np.stack(intrinsics), np.stack(cam_from_ref), ref_to_global, command,
+                            jpeg=jpegs if any(j is not None for j in jpegs) else None)
 
     def _process(self, frame: SyncedFrame) -> None:
         p = self.params  # one consistent set for the whole frame
@@ -538,10 +545,15 @@ class _SparseDriveCore:
         t1 = time.perf_counter()
         try:
             result = self.pipeline.process(request)
-        except Exception:
+        except Exception as exc:
             if reason:
                 with self._lock:
                     self._pending_reset = self._pending_reset or reason
+            if isinstance(exc, JpegDecodeError) and exc.index is not None:  # device decoding: the camera's input
+                cam = p.camera_names[exc.index]
+                self._record(f"rejected:{cam}")
+                self._drop(frame, "invalid", f"{cam}: {exc}")
+                return
             raise
         self._publish(p, frame, result, time.perf_counter() - t0, t1 - t0)
 

@@ -16,11 +16,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 
 from sparsedrive_ros.geometry.projection import viewpad
-from sparsedrive_ros.model.preprocess import inference_transform, preprocess_image
+from sparsedrive_ros.model.preprocess import (
+    GPU_DECODE_MODES,
+    ImageTransform,
+    JpegDecodeError,
+    JpegLike,
+    decode_on_device,
+    inference_transform,
+    jpeg_size,
+    preprocess_image,
+    preprocess_jpegs,
+)
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveStream
 
 MAP_GROUND_Z = -1.84023  # m, ground height in the nuScenes lidar frame (the map head's key-point height)
@@ -32,12 +43,15 @@ class PipelineConfig:
     device: str = "cpu"
     dtype: str = "float32"                # float32 | float64
     fuse_batchnorm: bool = True           # fold the backbone's BatchNorms into its convolutions (inference)
+    gpu_decode: str = "auto"              # JPEG bytes decoded + preprocessed on the device: auto (CUDA) | on | off
 
     def __post_init__(self):
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.max_time_jump <= 0:
             raise ValueError(f"max_time_jump must be > 0, got {self.max_time_jump}")
+        if self.gpu_decode not in GPU_DECODE_MODES:
+            raise ValueError(f"gpu_decode must be one of {', '.join(GPU_DECODE_MODES)}, got {self.gpu_decode!r}")
 
 
 @dataclass
@@ -48,6 +62,27 @@ class FrameRequest:
     cam_from_ref: np.ndarray               # [N, 4, 4] float64, see module docstring
     ref_to_global: np.ndarray              # [4, 4] float64
     command: int                           # 0 turn right, 1 turn left, 2 straight
+    # Per camera the undecoded JPEG bytes (uint8 [n] or bytes), or None. A camera with bytes may have None in
+    # `images`; build_inputs decodes them on the device (config.gpu_decode) or, when that is off, with OpenCV.
+    # A camera is masked when it has neither.
+    jpeg: Optional[Sequence[Optional[JpegLike]]] = None
+
+    def jpeg_of(self, i: int) -> Optional[JpegLike]:
+        return None if self.jpeg is None else self.jpeg[i]
+
+    def decoded_images(self) -> list[Optional[np.ndarray]]:
+        """BGR uint8 images per camera (None = masked), decoding JPEG-only cameras with OpenCV (today's CPU
+        decoder); raises JpegDecodeError naming the camera index of a JPEG that does not decode."""
+        out = []
+        for i, image in enumerate(self.images):
+            data = self.jpeg_of(i)
+            if image is None and data is not None:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data,
+                                     cv2.IMREAD_COLOR) if len(data) else None
+                if image is None:
+                    raise JpegDecodeError(f"cannot decode {len(data)} bytes of JPEG", i)
+            out.append(image)
+        return out
 
 
 @dataclass
@@ -158,16 +193,41 @@ class SparseDrivePipeline:
                           ("ref_to_global", req.ref_to_global)):
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name} contains NaN or inf")
-        images = torch.zeros(n, 3, h, w, dtype=torch.float32)
+        if req.jpeg is not None and len(req.jpeg) != n:
+            raise ValueError(f"need jpeg for {n} cameras, got {len(req.jpeg)}")
+        present = [i for i in range(n) if req.images[i] is not None or req.jpeg_of(i) is not None]
+        on_device = bool(present) and decode_on_device(self.config.gpu_decode, self.config.device) and all(
+            req.jpeg_of(i) is not None for i in present)
+        transforms: dict[int, ImageTransform] = {}
+        if on_device:
+            # Every present camera has its JPEG bytes: decode, resize, crop and normalise on the device (no CPU
+            # round trip of the pixels; the decoder may differ from OpenCV's by a grey level, model/preprocess.py).
+            images = torch.zeros(n, 3, h, w, dtype=torch.float32, device=self.device)
+            jpegs = [j for j in map(req.jpeg_of, present) if j is not None]  # all present have bytes
+            cam = present[0]
+            try:
+                for cam, data in zip(present, jpegs):
+                    transforms[cam] = inference_transform(jpeg_size(data), (h, w))
+                images[present] = preprocess_jpegs(jpegs, [transforms[i] for i in present], self.device)
+            except JpegDecodeError as exc:  # name the camera (index in the request) whose JPEG is broken
+                if exc.index is not None:
+                    cam = present[exc.index]
+                raise JpegDecodeError(str(exc), cam) from None
+            decoded: Sequence[Optional[np.ndarray]] = [None] * n
+        else:
+            images = torch.zeros(n, 3, h, w, dtype=torch.float32)
+            decoded = req.decoded_images() if req.jpeg is not None else req.images
         projection = np.zeros((n, 4, 4), dtype=np.float64)
-        for i, image in enumerate(req.images):
-            if image is None:
-                # Masked camera: black input and an all-zero projection, so every key point projects to
-                # (0, 0) with depth clamped to 1e-5 and fails the kernel's strict 0 < u, v < 1 test.
-                continue
+        for i in present:
+            # Cameras with neither image nor JPEG are masked: black input and an all-zero projection, so every key
+            # point projects to (0, 0) with depth clamped to 1e-5 and fails the kernel's strict 0 < u, v < 1 test.
             # The original's test-time resize (Pillow bicubic) + bottom crop, and the matching projection update.
-            transform = inference_transform(tuple(image.shape[:2]), (h, w))
-            images[i] = preprocess_image(image, transform)
+            image = decoded[i]
+            if image is None:
+                transform = transforms[i]
+            else:
+                transform = inference_transform(tuple(image.shape[:2]), (h, w))
+                images[i] = preprocess_image(image, transform)
             projection[i] = transform.matrix() @ viewpad(req.intrinsics[i]) @ req.cam_from_ref[i]
         ref_to_global = np.asarray(req.ref_to_global, dtype=np.float64)
         return FrameInputs(
