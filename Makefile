@@ -5,7 +5,7 @@ VENV ?= .venv
 ENV := . scripts/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-devkit demo test test-fast clean-venv
+.PHONY: setup setup-devkit setup-onnx demo test test-fast clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,10 @@ setup:
 # Optional: the official nuscenes-devkit as a test oracle (tests that need it skip without it).
 setup-devkit: setup
 	@bash scripts/setup_devkit.sh
+
+# Optional: onnx + onnxruntime for the ONNX export and its parity test (tests that need them skip without them).
+setup-onnx: setup
+	@bash scripts/setup_onnx.sh
 
 demo: setup
 	@$(ENV) python -m sparsedrive_ros.tools.demo $(DEMO_ARGS)

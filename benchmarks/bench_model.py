@@ -2,6 +2,7 @@
 
     python benchmarks/bench_model.py [--iters 5] [--device cpu|cuda] [--dtype float32|float64]
                                      [--autocast bf16|fp16] [--checkpoint FILE] [--stage 2] [--threads N]
+                                     [--paths eager,static,compiled,onnx]
 
 Prints the median over iterations (the first, a warm-up without history, is dropped) of: backbone, neck,
 det head, map head, motion/planning head, decoders + glue (frame total minus the modules), frame total, the share
@@ -10,23 +11,33 @@ spent in deformable aggregation (visible samples per call) and the peak RSS (ru_
 Targets on the 2-core CPU (float32): three heads <= 1.5 s, frame <= 4 s, peak RSS <= 2 GiB.
 On a CPU shared with other busy processes, OpenMP's spinning threads slow the many small head ops by up to 10x:
 compare ``--threads 1`` and ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts); the cpu column is the stable one.
+
+``--paths`` instead times whole frames side by side (docs/static-graph.md#choosing-a-path): ``eager``
+(SparseDriveStream), ``static`` (the fixed-shape graph run eagerly), ``compiled`` (image encoder and heads step each
+under torch.compile(fullgraph=True); CUDA graphs on CUDA, inductor C++ on the CPU, where compiling takes minutes)
+and ``onnx`` (the two exported graphs in onnxruntime on the CPU; needs ``make setup-onnx``). Each row: median
+encoder, heads and frame ms over --iters frames after the warm-up frames, and the first frame's seconds
+(compilation / session set-up included).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import resource
 import statistics
 import time
 from collections import defaultdict
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from sparsedrive_ros.model import FrameInputs, build_sparsedrive, dfa
-from sparsedrive_ros.model import deformable_aggregation as da_module
+from sparsedrive_ros.model import FrameInputs, build_sparsedrive
+from sparsedrive_ros.model import deformable_layer as dfa
+from sparsedrive_ros.model import deformable_op as da_module
 from sparsedrive_ros.model.checkpoint import check_state_dict, detect_stage, load_checkpoint
 from sparsedrive_ros.model.preprocess import inference_transform, update_projection
 
@@ -144,6 +155,106 @@ def _report(per_stage: dict[str, list[float]], totals: list[float]) -> dict[str,
     return {stage: statistics.median(values) * 1e3 for stage, values in rows.items()}
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_paths(args: argparse.Namespace, model: torch.nn.Module, device: torch.device) -> None:
+    """Frame times of each requested inference path on the same frames (see the module docstring)."""
+    import tempfile
+
+    from sparsedrive_ros.model.sparsedrive import SparseDriveStream
+    from sparsedrive_ros.model.static_frame import StaticHeads, empty_state
+
+    gen = torch.Generator().manual_seed(0)
+    frames = [make_frame(k, gen) for k in range(args.iters + 2)]
+    dtype = model.img_backbone.conv1.weight.dtype
+    rows = []
+    for path in args.paths.split(","):
+        encode_ms, heads_ms, frame_ms, first_s = [], [], [], 0.0
+        if path == "eager":
+            stream = SparseDriveStream(model)
+            for k, f in enumerate(frames):
+                _sync(device)
+                start = time.perf_counter()
+                stream.step(f)
+                _sync(device)
+                elapsed = time.perf_counter() - start
+                if k == 0:
+                    first_s = elapsed
+                elif k > 1:
+                    frame_ms.append(elapsed * 1e3)
+        elif path in ("static", "compiled"):
+            heads = StaticHeads(model, with_raw=False)
+            encoder = model.extract_feat
+            mode = "reduce-overhead" if device.type == "cuda" else "default"
+            if path == "compiled":
+                torch._dynamo.reset()
+                encoder = torch.compile(model.extract_feat, fullgraph=True, mode=mode)
+                heads = torch.compile(heads, fullgraph=True, mode=mode)
+            with torch.inference_mode():
+                state = empty_state(model)
+                for k, f in enumerate(frames):
+                    f = f.to(device, dtype)
+                    if path == "compiled" and device.type == "cuda":
+                        torch.compiler.cudagraph_mark_step_begin()
+                    _sync(device)
+                    start = time.perf_counter()
+                    levels = encoder(f.images)
+                    _sync(device)
+                    mid = time.perf_counter()
+                    _, state = heads(levels, f.projection_mat, f.image_wh, f.timestamp, f.T_global,
+                                     f.T_global_inv, f.command, state)
+                    if path == "compiled" and device.type == "cuda":
+                        state = {name: t.clone() for name, t in state.items()}  # outlive the next replay
+                    _sync(device)
+                    end = time.perf_counter()
+                    if k == 0:
+                        first_s = end - start
+                    elif k > 1:
+                        encode_ms.append((mid - start) * 1e3)
+                        heads_ms.append((end - mid) * 1e3)
+                        frame_ms.append((end - start) * 1e3)
+        elif path == "onnx":
+            from sparsedrive_ros.runtime.onnx_runner import OnnxStream
+            from sparsedrive_ros.tools.export_onnx import export
+
+            folder = args.onnx_dir
+            if not folder:
+                folder = tempfile.mkdtemp(prefix="bench_onnx_")
+                export(copy.deepcopy(model).cpu(), Path(folder), check=False)
+            start = time.perf_counter()
+            ort_stream = OnnxStream(folder, threads=torch.get_num_threads())
+            for k, f in enumerate(frames):
+                inputs = [x.numpy() for x in (f.projection_mat, f.image_wh, f.timestamp, f.T_global,
+                                              f.T_global_inv, f.command)]
+                if k > 0:
+                    start = time.perf_counter()
+                levels = ort_stream.encode(f.images.numpy())
+                mid = time.perf_counter()
+                ort_stream.heads(levels, *inputs)
+                end = time.perf_counter()
+                if k == 0:
+                    first_s = end - start
+                elif k > 1:
+                    encode_ms.append((mid - start) * 1e3)
+                    heads_ms.append((end - mid) * 1e3)
+                    frame_ms.append((end - start) * 1e3)
+        else:
+            raise SystemExit(f"unknown path {path!r}: eager, static, compiled or onnx")
+
+        def median(values):
+            return f"{statistics.median(values):9.1f}" if values else f"{'-':>9}"
+
+        rows.append(f"  {path:<10} {median(encode_ms)} {median(heads_ms)} {median(frame_ms)} {first_s:11.1f}")
+    print(f"device={device} dtype={args.dtype} autocast={args.autocast} threads={torch.get_num_threads()} "
+          f"frames={args.iters} (median after 2 warm-up frames) "
+          f"weights={'checkpoint' if args.checkpoint else 'random'}")
+    print(f"  {'path':<10} {'encoder':>9} {'heads':>9} {'frame ms':>9} {'first (s)':>11}")
+    print("\n".join(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=5, help="timed frames after one warm-up frame")
@@ -157,6 +268,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top torch ops of the last frame")
     parser.add_argument("--fuse-bn", action="store_true",
                         help="fold the backbone BatchNorms into its convolutions (what the ROS pipeline does)")
+    parser.add_argument("--paths", default="",
+                        help="comma list of eager, static, compiled, onnx: whole-frame times side by side")
+    parser.add_argument("--onnx-dir", default="", help="an export_onnx folder for --paths onnx (default: export now)")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -164,6 +278,9 @@ def main() -> None:
     model = build_model(args, device, dtype)
     if args.fuse_bn:
         model.img_backbone.fuse_batchnorm()
+    if args.paths:
+        time_paths(args, model, device)
+        return
     timer = StageTimer(model, device)
     state = model.new_state()
     gen = torch.Generator().manual_seed(0)

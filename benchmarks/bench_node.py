@@ -2,6 +2,7 @@
 beyond the model (decode + calibration + preprocessing + post-processing + publishing).
 
     . scripts/env.sh && python benchmarks/bench_node.py [--frames 5] [--device cpu] [--small]
+                                                        [--inference auto|eager|static|compiled] [--warmup 1]
 
 Runs the node in-process with the full-size stage-2 model (seeded random weights; the speed does not depend on the
 weights) and the test rig of six 1600x900 JPEG cameras with TF and CameraInfo (test/fake_rig.py). Prints medians.
@@ -35,11 +36,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--small", action="store_true", help="the reduced test model (ResNet-18, 128x320)")
+    parser.add_argument("--inference", default="auto", help="PipelineConfig.inference (docs/static-graph.md)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="frames not timed (allocations; with --inference compiled, the compilation)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = build_sparsedrive(2, stage_config(2, backbone_depth=18, image_hw=(128, 320)) if args.small else None)
     rclpy.init()
-    node = SparseDriveNode(pipeline=SparseDrivePipeline(model, PipelineConfig(device=args.device)),
+    config = PipelineConfig(device=args.device, inference=args.inference)
+    node = SparseDriveNode(pipeline=SparseDrivePipeline(model, config),
                            parameter_overrides=[Parameter("min_frame_interval", value=0.0)])
     driver = rclpy.create_node("bench_driver")
     rig = FakeRig(driver)
@@ -62,17 +67,18 @@ def main() -> None:
     spin_until(lambda: all(p.get_subscription_count() for p in rig.pub_img.values()), 20)
     t0 = 1_700_000_000 * SEC
     rig.publish_cycle(t0)
-    for k in range(1, args.frames + 2):  # frame k-1 is decided by cycle k
+    for k in range(1, args.frames + args.warmup + 1):  # frame k-1 is decided by cycle k
         rig.publish_cycle(t0 + k * SEC // 2)
-        if not spin_until(lambda: len(infos) >= k, 300):
+        if not spin_until(lambda: len(infos) >= k, 900):
             raise SystemExit(f"frame {k - 1} did not arrive: {dict(node.counters)} {dict(node.sync.counters)}")
-    timed = infos[1:]  # the first frame includes one-off allocations
+    timed = infos[args.warmup:]  # the first frames include one-off allocations (and compilation)
     stages = {}
     for info in timed:
         for name, value in zip(info.stage_names, info.stage_latency):
             stages.setdefault(name, []).append(value)
-    print(f"device {args.device}, model {'small' if args.small else 'full stage 2 (ResNet-50, 256x704)'}, "
-          f"{len(timed)} frames after one warm-up, torch threads {torch.get_num_threads()}")
+    print(f"device {args.device}, inference {node.pipeline.inference}, "
+          f"model {'small' if args.small else 'full stage 2 (ResNet-50, 256x704)'}, "
+          f"{len(timed)} frames after {args.warmup} warm-up, torch threads {torch.get_num_threads()}")
     print(f"{'stage':<22}{'median ms':>12}")
     for name, values in stages.items():
         print(f"{name:<22}{statistics.median(values) * 1e3:>12.1f}")

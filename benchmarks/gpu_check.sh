@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# One-shot CUDA check (typically ~2 min on an H100): deformable aggregation fast == reference on CUDA, the
-# golden parity case in float64 on CUDA (when gpu_golden/ is present), and the model benchmark with --device cuda. Run from the repository root:
+# One-shot CUDA check (about 8 min on an H100, most of it torch.compile): deformable aggregation fast ==
+# reference on CUDA, the static frame's CUDA tests (no host sync), the golden parity case in float64 on CUDA through
+# the eager and the static path (when gpu_golden/ is present), and the timings of issue 11 (docs/static-graph.md):
+# model frame eager / static / compiled in float32 and with a bf16 backbone, the heads alone, the node end to end.
+# Targets on an H100: frame <= 25 ms float32 and <= 16.7 ms with bf16, three heads <= 8 ms, node <= 35 ms.
+# Run from the repository root:
 #     bash benchmarks/gpu_check.sh            # outputs also go to "$OUT" when that variable is set
 # PYTHON overrides the interpreter (default: .venv/bin/python if present, else python3); GPU_CHECK_DEVICE=cpu
 # dry-runs the script on a machine without a GPU (with e.g. BENCH_ITERS=1 DA_REPEATS=1 to keep it short).
@@ -45,10 +49,18 @@ if [ -d gpu_golden ]; then
     step golden_infer_float64 150 "$PY" -m sparsedrive_ros.tools.infer_npz --checkpoint /tmp/gpu_case/state_dict.pt \
         --inputs /tmp/gpu_case/inputs.npz --out /tmp/gpu_out64 --dtype float64 --device $DEVICE
     step golden_compare 30 "$PY" gpu_golden/compare.py gpu_golden/public/expected /tmp/gpu_out64
+    step golden_infer_float64_static 150 "$PY" -m sparsedrive_ros.tools.infer_npz --checkpoint /tmp/gpu_case/state_dict.pt \
+        --inputs /tmp/gpu_case/inputs.npz --out /tmp/gpu_out64_static --dtype float64 --device $DEVICE --path static
+    step golden_compare_static 30 "$PY" gpu_golden/compare.py gpu_golden/public/expected /tmp/gpu_out64_static
 fi
 
+step static_tests 120 "$PY" -m pytest test/test_static_frame.py -q -x
 step model_bench_fp32 40 "$PY" benchmarks/bench_model.py --device $DEVICE --iters $ITERS
-step model_bench_bf16_backbone 30 "$PY" benchmarks/bench_model.py --device $DEVICE --iters $ITERS --autocast bf16
+# Side by side: encoder / heads / frame ms of each path (compiled = inductor + CUDA graphs; its first frame
+# includes the compilation).
+step model_paths_fp32 300 "$PY" benchmarks/bench_model.py --device $DEVICE --iters $ITERS --paths eager,static,compiled
+step model_paths_bf16_backbone 240 "$PY" benchmarks/bench_model.py --device $DEVICE --iters $ITERS --autocast bf16 --paths compiled
+step node_end_to_end 300 "$PY" benchmarks/bench_node.py --device $DEVICE --inference compiled --frames $ITERS --warmup 3
 
 echo "gpu_check finished, status=$status, logs in $LOG_DIR"
 exit $status

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -50,3 +52,14 @@ def oracle(module: str, hint: str = "make setup-devkit") -> ModuleType:
     except ImportError as exc:
         missing(f"optional oracle {module!r} not importable ({exc}): {hint}")
         raise  # unreachable: missing() raises
+
+
+def golden_case(out: Path, seed: int = 1, scenario: str = "drive") -> Path:
+    """Regenerate a golden case (synthetic stage-2 weights + inputs) with the parity material's make_case.py."""
+    shared = shared_folder()
+    shared_file("golden/make_case.py")
+    cmd = [sys.executable, "make_case.py", "--keys", str(shared_file("docs/state-dict-stage2.txt")),
+           "--seed", str(seed), "--scenario", scenario, "--out", str(out)]
+    result = subprocess.run(cmd, cwd=shared / "golden", capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from external import shared_file, shared_folder
+from external import golden_case, shared_file, shared_folder
 
 from sparsedrive_ros.tools import loss_npz
 
@@ -41,10 +41,7 @@ FRAME0_RTOL = 1e-10
 
 
 def make_case(out: Path, seed: int, scenario: str) -> Path:
-    cmd = [sys.executable, "make_case.py", "--keys", str(SHARED / "docs" / "state-dict-stage2.txt"),
-           "--seed", str(seed), "--scenario", scenario, "--out", str(out)]
-    result = subprocess.run(cmd, cwd=GOLDEN, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    golden_case(out, seed, scenario)
     cmd = [sys.executable, "make_gt.py", "--seed", str(seed), "--scenario", scenario, "--out", str(out),
            "--inputs", str(out / "inputs.npz")]
     result = subprocess.run(cmd, cwd=LOSS_KIT, capture_output=True, text=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from external import shared_file, shared_folder
+from external import golden_case, shared_file, shared_folder
 
 from sparsedrive_ros.tools.infer_npz import iter_frames, load_model, run
 
@@ -39,12 +39,7 @@ def _parity_material() -> None:
 
 @pytest.fixture(scope="module")
 def public_case(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("golden") / "case_public"
-    cmd = [sys.executable, "make_case.py", "--keys", str(SHARED / "docs" / "state-dict-stage2.txt"),
-           "--seed", "1", "--scenario", "drive", "--out", str(out)]
-    result = subprocess.run(cmd, cwd=GOLDEN, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+    return golden_case(tmp_path_factory.mktemp("golden") / "case_public", 1, "drive")
 
 
 @pytest.mark.slow
@@ -93,11 +88,7 @@ def test_float32_frame0_close_to_the_golden_outputs(public_case: Path) -> None:
 def test_gap_left_case_masks_history_after_the_3s_gap(tmp_path_factory) -> None:
     """Hidden case A's inputs (seed 2, frames 0, 0.5, 1.0, 4.0 s, command left): its expected outputs are not
     published, so check the time-gap behaviour of docs/model-notes.md#temporal-rules on the real-size model."""
-    out = tmp_path_factory.mktemp("golden") / "case_gap_left"
-    cmd = [sys.executable, "make_case.py", "--keys", str(SHARED / "docs" / "state-dict-stage2.txt"),
-           "--seed", "2", "--scenario", "gap_left", "--out", str(out)]
-    result = subprocess.run(cmd, cwd=GOLDEN, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = golden_case(tmp_path_factory.mktemp("golden") / "case_gap_left", 2, "gap_left")
     model = load_model(str(out / "state_dict.pt"), torch.float32, "cpu")
     with np.load(out / "inputs.npz") as data:
         inputs = {k: data[k] for k in data.files}

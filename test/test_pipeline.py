@@ -90,3 +90,24 @@ def test_batchnorm_folding_changes_only_rounding():
         b = unfused.model.img_backbone(images)
     for x, y in zip(a, b):
         assert (x - y).abs().max() <= 1e-4 * y.abs().max()
+
+
+def test_inference_paths_give_the_same_results_and_auto_is_eager_on_cpu():
+    """`inference: static` runs the fixed-shape graph (docs/static-graph.md): same results as eager (float64, so
+    only summation order differs), same resets; `auto` picks eager on the CPU; a bad value fails early."""
+    assert SparseDrivePipeline(small_model()).inference == "eager"
+    with pytest.raises(ValueError, match="inference"):
+        PipelineConfig(inference="fast")
+    eager = SparseDrivePipeline(small_model(), PipelineConfig(dtype="float64", inference="eager"))
+    static = SparseDrivePipeline(small_model(), PipelineConfig(dtype="float64", inference="static"))
+    t0 = 1_700_000_000 * SEC
+    for k, stamp in enumerate((t0, t0 + SEC // 2, t0 + 3 * SEC)):  # start, history, a time jump
+        a, b = eager.process(request(stamp, seed=k)), static.process(request(stamp, seed=k))
+        assert (a.reset_reason, a.time_since_previous) == (b.reset_reason, b.time_since_previous)
+        for name in ("boxes", "scores", "class_scores", "map_polylines", "map_scores", "trajs", "plan_final",
+                     "plan_trajectories", "ego_status"):
+            np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-9, err_msg=name)
+        for name in ("labels", "instance_ids", "map_labels", "tracked_frames"):
+            assert np.array_equal(getattr(b, name), getattr(a, name)), name
+        assert (a.plan_command, a.plan_mode) == (b.plan_command, b.plan_mode)
+    assert "det_head" in a.timings and "model" in b.timings and "det_head" not in b.timings

@@ -331,8 +331,9 @@ class StaticHeads(nn.Module):
         map_out = head.map_head(map_state, feature_maps, *frame, bank_ops=self.map_bank, aggregation=aggregation)
         new_state: State = {
             "history": torch.ones_like(state["history"]),
-            "prev_timestamp": timestamp.to(torch.float64),
-            "prev_T_global": T_global.to(torch.float64),
+            # Copies: a state output must never alias a frame input (CUDA graphs, ONNX, the caller's tensors).
+            "prev_timestamp": timestamp.to(torch.float64).clone(),
+            "prev_T_global": T_global.to(torch.float64).clone(),
             "det_feature": det_state.feature, "det_anchor": det_state.anchor,
             "det_confidence": det_state.confidence,
             "det_instance_id": _present(det_state.instance_id), "next_id": _present(det_state.next_id),
@@ -474,13 +475,14 @@ class StaticSparseDriveStream:
             backwards = self.reset_on_backwards and bool((dt < 0).any())
             if too_long or backwards:
                 self.reset()
-        if self.state is None or self.state["history"].shape[0] != batch:
-            self.reset()
-            self.state = empty_state(model, batch)
         inputs = inputs.to(param.device, param.dtype)
         if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         with torch.inference_mode():
+            if self.state is None or self.state["history"].shape[0] != batch:
+                self.reset()
+                # Made under inference mode like every later state, so a compiled frame sees one kind of tensor.
+                self.state = empty_state(model, batch)
             flat, state = self._run(inputs.images, inputs.projection_mat, inputs.image_wh, inputs.timestamp,
                                     inputs.T_global, inputs.T_global_inv, command.to(param.device), self.state)
         if self.compile_mode == "reduce-overhead":

@@ -86,6 +86,9 @@ PARAMETERS: dict[str, Param] = {
     "diag_camera_timeout": P(2.0, True, "s of wall time without an image after which a camera is stale"),
     "gpu_decode": P("auto", False, "auto, on or off: JPEG images decoded and preprocessed on the model's device "
                     "(torchvision decode_jpeg, nvjpeg on CUDA); auto = on for device cuda only"),
+    "inference": P("auto", False, "auto, eager, static or compiled: the model's frame as eager PyTorch, as the "
+                   "fixed-shape static graph, or that graph under torch.compile (CUDA graphs on CUDA; the first "
+                   "frames compile for minutes); auto = compiled on cuda, eager on cpu"),
 }
 del P
 
@@ -148,6 +151,7 @@ class NodeParams:
     diag_max_drop_rate: float
     diag_camera_timeout: float
     gpu_decode: str
+    inference: str
 
     def __post_init__(self):
         """Every check that needs no file and no model (so a bad value fails before anything is built)."""
@@ -194,7 +198,7 @@ class NodeParams:
 
     def pipeline_config(self) -> PipelineConfig:
         return PipelineConfig(max_time_jump=self.max_time_jump, device=self.device, dtype=self.dtype,
-                              gpu_decode=self.gpu_decode)
+                              gpu_decode=self.gpu_decode, inference=self.inference)
 
     def replace(self, **changes) -> "NodeParams":
         return dataclasses.replace(self, **changes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -33,8 +33,20 @@ from sparsedrive_ros.model.preprocess import (
     preprocess_jpegs,
 )
 from sparsedrive_ros.model.sparsedrive import FrameInputs, SparseDrive, SparseDriveStream
+from sparsedrive_ros.model.static_frame import StaticSparseDriveStream
 
 MAP_GROUND_Z = -1.84023  # m, ground height in the nuScenes lidar frame (the map head's key-point height)
+
+
+INFERENCE_PATHS = ("auto", "eager", "static", "compiled")
+
+
+def inference_path(requested: str, device: torch.device) -> str:
+    """The path ``auto`` stands for on ``device``: compiled on CUDA (launch-bound eager heads), eager on the CPU
+    (the visible-sample aggregation does less work there than the dense static one)."""
+    if requested != "auto":
+        return requested
+    return "compiled" if device.type == "cuda" else "eager"
 
 
 @dataclass(frozen=True)
@@ -44,12 +56,18 @@ class PipelineConfig:
     dtype: str = "float32"                # float32 | float64
     fuse_batchnorm: bool = True           # fold the backbone's BatchNorms into its convolutions (inference)
     gpu_decode: str = "auto"              # JPEG bytes decoded + preprocessed on the device: auto (CUDA) | on | off
+    # eager | static | compiled | auto: the eager frame, the fixed-shape static graph, or that graph under
+    # torch.compile (CUDA graphs on CUDA); auto = compiled on CUDA, eager on the CPU, where eager is fastest
+    # (docs/static-graph.md#choosing-a-path).
+    inference: str = "auto"
 
     def __post_init__(self):
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.max_time_jump <= 0:
             raise ValueError(f"max_time_jump must be > 0, got {self.max_time_jump}")
+        if self.inference not in INFERENCE_PATHS:
+            raise ValueError(f"inference must be one of {', '.join(INFERENCE_PATHS)}, got {self.inference!r}")
         if self.gpu_decode not in GPU_DECODE_MODES:
             raise ValueError(f"gpu_decode must be one of {', '.join(GPU_DECODE_MODES)}, got {self.gpu_decode!r}")
 
@@ -160,8 +178,18 @@ class SparseDrivePipeline:
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         if config.fuse_batchnorm:
             self.model.img_backbone.fuse_batchnorm()
-        self.stream = SparseDriveStream(self.model)
-        self._timer = StageTimer(self.model, sync_cuda=self.device.type == "cuda")
+        self.inference = inference_path(config.inference, self.device)
+        self.stream: Union[SparseDriveStream, StaticSparseDriveStream]
+        self._timer: Optional[StageTimer] = None
+        if self.inference == "eager":
+            self.stream = SparseDriveStream(self.model)
+            # Per-stage times come from module hooks, which a compiled graph cannot call: eager only.
+            self._timer = StageTimer(self.model, sync_cuda=self.device.type == "cuda")
+        else:
+            compile_mode = None
+            if self.inference == "compiled":
+                compile_mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+            self.stream = StaticSparseDriveStream(self.model, compile=compile_mode)
         self._last_stamp_ns: Optional[int] = None
         self._reset_request: Optional[str] = "start"
 
@@ -247,13 +275,15 @@ class SparseDrivePipeline:
         inputs = self.build_inputs(req)
         t1 = time.perf_counter()
         reason, dt = self._temporal_check(req.stamp_ns)
-        self._timer.times.clear()
+        if self._timer is not None:
+            self._timer.times.clear()
         out = self.stream.step(inputs, return_raw=True)
         t2 = time.perf_counter()
         result = self._to_result(req.stamp_ns, reason, dt, out)
         self._last_stamp_ns = req.stamp_ns
         t3 = time.perf_counter()
-        result.timings = {"preprocess": t1 - t0, **self._timer.times, "model": t2 - t1, "postprocess": t3 - t2}
+        stages = self._timer.times if self._timer is not None else {}
+        result.timings = {"preprocess": t1 - t0, **stages, "model": t2 - t1, "postprocess": t3 - t2}
         return result
 
     @staticmethod
