@@ -111,3 +111,13 @@ def test_inference_paths_give_the_same_results_and_auto_is_eager_on_cpu():
             assert np.array_equal(getattr(b, name), getattr(a, name)), name
         assert (a.plan_command, a.plan_mode) == (b.plan_command, b.plan_mode)
     assert "det_head" in a.timings and "model" in b.timings and "det_head" not in b.timings
+
+
+def test_batchnorm_folding_twice_is_a_no_op():
+    """A second fold (an already folded model handed to the ONNX export, a pipeline built twice) changes nothing."""
+    model = small_model().eval()
+    model.img_backbone.fuse_batchnorm()
+    before = {k: v.clone() for k, v in model.img_backbone.state_dict().items()}
+    model.img_backbone.fuse_batchnorm()
+    after = model.img_backbone.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -101,7 +101,7 @@ class ResNetTrunk(nn.Module):
                         setattr(block, f"conv{i}", fuse(conv, bn))
                         setattr(block, f"bn{i}", nn.Identity())
                 down = getattr(block, "downsample", None)
-                if isinstance(down, nn.Sequential) and isinstance(down[0], nn.Conv2d) \
+                if isinstance(down, nn.Sequential) and len(down) == 2 and isinstance(down[0], nn.Conv2d) \
                         and isinstance(down[1], nn.BatchNorm2d):
                     block.downsample = nn.Sequential(fuse(down[0], down[1]))
 
