@@ -126,12 +126,20 @@ def test_onnxruntime_matches_pytorch_on_the_golden_frames(exported) -> None:
 
 
 def test_export_tool_writes_the_folder_from_the_command_line(tmp_path: Path) -> None:
-    """The CLI on the demo model (what a user runs first), with its onnxruntime check."""
+    """The CLI on the demo model (what a user runs first), with the float32-only interface for TensorRT (no
+    float64 anywhere in the heads graph) and the tool's own onnxruntime check against the float64-stamp PyTorch
+    frame (OnnxStream computes dt and the pose change on the host)."""
     if onnx is None:
         missing(f"the onnx extra is not installed ({IMPORT_ERROR}): make setup-onnx")
     from sparsedrive_ros.tools.export_onnx import main
 
-    assert main(["--checkpoint", "", "--out", str(tmp_path)]) == 0
+    assert main(["--checkpoint", "", "--out", str(tmp_path), "--float32-time"]) == 0
+    graph = onnx.load(str(tmp_path / "heads_step.onnx")).graph
+    double = onnx.TensorProto.DOUBLE
+    assert not [v.name for v in [*graph.input, *graph.output] if v.type.tensor_type.elem_type == double]
+    assert not [t.name for t in graph.initializer if t.data_type == double]
+    casts = [a.i for n in graph.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"]
+    assert double not in casts
     assert {p.name for p in tmp_path.iterdir()} >= {"image_encoder.onnx", "heads_step.onnx", "empty_state.npz",
                                                      "manifest.json"}
     import json
@@ -141,4 +149,5 @@ def test_export_tool_writes_the_folder_from_the_command_line(tmp_path: Path) -> 
     assert manifest["check"]["det_scores_max_abs_diff"] < 1e-4
     names = [i["name"] for i in manifest["heads_step"]["inputs"]]
     assert names[:4] == [f"feature_{i}" for i in range(4)] and "state_history" in names
+    assert "dt" in names and "timestamp" not in names and "state_prev_timestamp" not in names
     assert main(["--checkpoint", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "x")]) == 2

@@ -97,6 +97,36 @@ def test_static_heads_compile_as_one_graph_and_do_not_recompile(tiny64) -> None:
         torch._dynamo.reset()
 
 
+def test_relative_time_step_equals_the_absolute_one_in_float32(tiny64) -> None:
+    """The float32-only interface (TensorRT): a caller computing dt and the pose change in float64 and passing them
+    in float32 gets bit-identical outputs, because the absolute step casts the same float64 values the same way."""
+    model = tiny64.float()
+    try:
+        heads = StaticHeads(model)
+        frames = [frame(T0 + t, forward=f, seed=k) for k, (t, f, _) in enumerate(SCHEDULE[:5])]
+        with torch.inference_mode():
+            absolute, relative = empty_state(model), empty_state(model, relative_time=True)
+            assert set(absolute) - set(relative) == {"prev_timestamp", "prev_T_global"}
+            previous = None
+            for k, f in enumerate(frames):
+                levels = model.extract_feat(f.images)
+                a, absolute = heads(levels, f.projection_mat, f.image_wh, f.timestamp, f.T_global, f.T_global_inv,
+                                    f.command, absolute)
+                if previous is None:
+                    dt, pose_change = torch.zeros(1), torch.eye(4)[None]
+                else:
+                    dt = (f.timestamp - previous.timestamp).float()
+                    pose_change = (f.T_global_inv @ previous.T_global).float()
+                b, relative = heads.relative_step(levels, f.projection_mat, f.image_wh, dt, pose_change, f.command,
+                                                  relative)
+                previous = f
+                assert a.keys() == b.keys()
+                for name in a:
+                    assert torch.equal(a[name], b[name]), f"frame {k} {name}"
+    finally:
+        tiny64.double()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_static_frame_never_synchronises_on_cuda(tiny64) -> None:
     model = tiny64.float().cuda()

@@ -40,7 +40,6 @@ from .sparse4d_head import HeadOutput
 from .sparsedrive import FrameInputs, SparseDrive, SparseDriveOutput, command_index
 
 __all__ = [
-    "STATE_SPEC",
     "StaticFrame",
     "StaticHeads",
     "StaticSparseDriveStream",
@@ -52,10 +51,13 @@ __all__ = [
 State = Dict[str, Tensor]
 
 
-def state_spec(model: SparseDrive, batch: int = 1) -> Dict[str, Tuple[Tuple[int, ...], str]]:
+def state_spec(model: SparseDrive, batch: int = 1,
+               relative_time: bool = False) -> Dict[str, Tuple[Tuple[int, ...], str]]:
     """Name -> (shape, kind) of every state tensor; kind is "float" (model dtype), "float64", "int64" or "bool".
 
-    Frames: anchors and queues are in the lidar frame of ``prev_T_global`` (the frame that wrote them).
+    Frames: anchors and queues are in the lidar frame of the previous frame (the frame that wrote them).
+    ``relative_time``: the state of :meth:`StaticHeads.relative_step`, without the previous stamp and pose (the
+    caller keeps those and passes the differences; docs/static-graph.md#tensorrt).
     """
     cfg = model.config
     dims = cfg.embed_dims
@@ -73,6 +75,8 @@ def state_spec(model: SparseDrive, batch: int = 1) -> Dict[str, Tuple[Tuple[int,
         "map_anchor": ((batch, mp.num_temp_instances, mp.num_sample * 2), "float"),
         "map_confidence": ((batch, mp.num_temp_instances), "float"),
     }
+    if relative_time:
+        del spec["prev_timestamp"], spec["prev_T_global"]
     if cfg.motion_plan is not None:
         q, n = cfg.motion_plan.queue_length, det.num_anchor
         spec.update({
@@ -89,22 +93,20 @@ def state_spec(model: SparseDrive, batch: int = 1) -> Dict[str, Tuple[Tuple[int,
     return spec
 
 
-STATE_SPEC = state_spec  # the documented name of the layout (docs/static-graph.md#state)
-
-
 def empty_state(model: SparseDrive, batch: int = 1, device: Optional[torch.device] = None,
-                dtype: Optional[torch.dtype] = None) -> State:
+                dtype: Optional[torch.dtype] = None, relative_time: bool = False) -> State:
     """The state of a stream that has seen no frame: zeros, ``history`` False, ids -1, identity pose."""
     param = model.img_backbone.conv1.weight
     device = param.device if device is None else device
     dtype = param.dtype if dtype is None else dtype
     kinds = {"float": dtype, "float64": torch.float64, "int64": torch.long, "bool": torch.bool}
     state = {name: torch.zeros(shape, dtype=kinds[kind], device=device)
-             for name, (shape, kind) in state_spec(model, batch).items()}
+             for name, (shape, kind) in state_spec(model, batch, relative_time).items()}
     for name in ("det_instance_id", "agent_prev_id"):
         if name in state:
             state[name].fill_(-1)
-    state["prev_T_global"].copy_(torch.eye(4, dtype=torch.float64))
+    if "prev_T_global" in state:
+        state["prev_T_global"].copy_(torch.eye(4, dtype=torch.float64))
     return state
 
 
@@ -122,8 +124,8 @@ class StaticBankState:
     instance_id: Optional[Tensor]            # [B, N] int64 (det only)
     next_id: Optional[Tensor]                # [1] int64 (det only)
     history: Tensor                          # [B] bool
-    timestamp: Tensor                        # [B] float64
-    T_global: Tensor                         # [B, 4, 4] float64
+    dt: Tensor                               # [B] s since the cached frame (float64 or model dtype)
+    T_prev2cur: Tensor                       # [B, 4, 4] cached frame's lidar -> this frame's lidar
     mask: Optional[Tensor] = None            # [B] bool, set by get: history and |dt| <= max_time_interval
     temp_confidence: Optional[Tensor] = None  # [B, N], set by cache
 
@@ -141,17 +143,18 @@ class StaticBank:
         self.num_temp_instances = bank.num_temp_instances
 
     def get(self, state: StaticBankState, batch_size: int, timestamp: Tensor, T_global_inv: Tensor) -> BankFrame:
+        """Like InstanceBank.get, with the time and pose change read from ``state`` (the frame's ``timestamp``
+        and ``T_global_inv`` arguments are unused: StaticHeads computed the differences once for all heads)."""
         bank = self.bank
         instance_feature = bank.instance_feature[None].expand(batch_size, -1, -1)
         anchor = bank.anchor[None].expand(batch_size, -1, -1)
         dtype = instance_feature.dtype
         history = state.history if self.num_temp_instances > 0 else torch.zeros_like(state.history)
-        # float64 difference, then model dtype (as eager); 0 without history so nothing moves by a huge dt.
-        dt = torch.where(history, timestamp.to(torch.float64) - state.timestamp, 0.0).to(dtype)
+        # The float64 difference cast to the model dtype, as eager; 0 without history so nothing moves by a huge dt.
+        dt = torch.where(history, state.dt.to(dtype), 0.0)
         mask = history & (dt.abs() <= bank.max_time_interval)
-        T_temp2cur = torch.matmul(T_global_inv.to(torch.float64), state.T_global)
         state.mask = mask
-        state.anchor = bank.anchor_handler.anchor_projection(state.anchor, T_temp2cur, -dt)
+        state.anchor = bank.anchor_handler.anchor_projection(state.anchor, state.T_prev2cur, -dt)
         time_interval = torch.where((dt != 0) & mask, dt, dt.new_tensor(bank.default_time_interval))
         return BankFrame(instance_feature, anchor, state.feature, state.anchor, time_interval, history)
 
@@ -204,7 +207,7 @@ class StaticQueueState:
     """The motion/planning memory during a frame (Q slots, oldest first; fields replaced, never written)."""
 
     history: Tensor               # [B] bool
-    T_global: Tensor              # [B, 4, 4] float64
+    T_prev2cur: Tensor            # [B, 4, 4] previous lidar -> current lidar
     prev_instance_id: Tensor      # [B, N] int64
     prev_confidence: Tensor       # [B, N]
     period: Tensor                # [B, N] int64
@@ -233,10 +236,10 @@ class StaticQueue:
         batch, num = det.instance_feature.shape[:2]
         q = self.queue_length
         # Padding slots hold zeros; moving them keeps them finite, and attention never reads them.
-        T_temp2cur = torch.matmul(T_global_inv.to(torch.float64), state.T_global)
-        anchor_queue = anchor_handler.anchor_projection(state.anchor_queue.flatten(1, 2), T_temp2cur).unflatten(
+        T_prev2cur = state.T_prev2cur
+        anchor_queue = anchor_handler.anchor_projection(state.anchor_queue.flatten(1, 2), T_prev2cur).unflatten(
             1, (num, q))
-        ego_anchor_queue = anchor_handler.anchor_projection(state.ego_anchor_queue.flatten(1, 2), T_temp2cur)
+        ego_anchor_queue = anchor_handler.anchor_projection(state.ego_anchor_queue.flatten(1, 2), T_prev2cur)
         ego_anchor_queue = ego_anchor_queue.unflatten(1, (1, q))
 
         # Agents: history follows the instance id of confident instances (docs/model-notes.md#temporal-rules).
@@ -319,21 +322,37 @@ class StaticHeads(nn.Module):
 
     def forward(self, feature_maps: List[Tensor], projection_mat: Tensor, image_wh: Tensor, timestamp: Tensor,
                 T_global: Tensor, T_global_inv: Tensor, command: Tensor, state: State) -> Tuple[State, State]:
+        # The only float64 arithmetic of a frame: the time and pose change since the cached frame, computed once
+        # here (the eager banks compute the same products, each for itself).
+        dt = timestamp.to(torch.float64) - state["prev_timestamp"]
+        T_prev2cur = torch.matmul(T_global_inv.to(torch.float64), state["prev_T_global"])
+        outputs, new_state = self.relative_step(feature_maps, projection_mat, image_wh, dt, T_prev2cur, command,
+                                                state)
+        # Copies: a state output must never alias a frame input (CUDA graphs, ONNX, the caller's tensors).
+        new_state["prev_timestamp"] = timestamp.to(torch.float64).clone()
+        new_state["prev_T_global"] = T_global.to(torch.float64).clone()
+        return outputs, new_state
+
+    def relative_step(self, feature_maps: List[Tensor], projection_mat: Tensor, image_wh: Tensor, dt: Tensor,
+                      T_prev2cur: Tensor, command: Tensor, state: State) -> Tuple[State, State]:
+        """The frame with the time and pose change given instead of stamps and poses: ``dt`` [B] seconds since
+        the previous frame, ``T_prev2cur`` [B, 4, 4] previous lidar -> current lidar (any value while
+        ``history`` is False). Both are used in the model dtype, so a caller that computes them in float64 and
+        passes float32 gets exactly :meth:`forward`'s results: the float32-only interface TensorRT needs."""
         model, head = self.model, self.model.head
-        shared = dict(history=state["history"], timestamp=state["prev_timestamp"], T_global=state["prev_T_global"])
+        shared = dict(history=state["history"], dt=dt, T_prev2cur=T_prev2cur)
         det_state = StaticBankState(state["det_feature"], state["det_anchor"], state["det_confidence"],
                                     state["det_instance_id"], state["next_id"], **shared)
         map_state = StaticBankState(state["map_feature"], state["map_anchor"], state["map_confidence"], None, None,
                                     **shared)
-        frame = (projection_mat, image_wh, timestamp, T_global, T_global_inv)
+        # The static banks and queue read dt and the pose change from their state; the decoder stacks still take
+        # the frame's stamp and poses as arguments, unused on this path.
+        frame = (projection_mat, image_wh, dt, T_prev2cur, T_prev2cur)
         aggregation = deformable_aggregation_reference
         det = head.det_head(det_state, feature_maps, *frame, bank_ops=self.det_bank, aggregation=aggregation)
         map_out = head.map_head(map_state, feature_maps, *frame, bank_ops=self.map_bank, aggregation=aggregation)
         new_state: State = {
             "history": torch.ones_like(state["history"]),
-            # Copies: a state output must never alias a frame input (CUDA graphs, ONNX, the caller's tensors).
-            "prev_timestamp": timestamp.to(torch.float64).clone(),
-            "prev_T_global": T_global.to(torch.float64).clone(),
             "det_feature": det_state.feature, "det_anchor": det_state.anchor,
             "det_confidence": det_state.confidence,
             "det_instance_id": _present(det_state.instance_id), "next_id": _present(det_state.next_id),
@@ -343,12 +362,12 @@ class StaticHeads(nn.Module):
         motion = None
         if head.motion_plan_head is not None and self.queue is not None:
             queue_state = StaticQueueState(
-                state["history"], state["prev_T_global"], state["agent_prev_id"], state["agent_prev_confidence"],
+                state["history"], T_prev2cur, state["agent_prev_id"], state["agent_prev_confidence"],
                 state["agent_period"], state["agent_feature_queue"], state["agent_anchor_queue"],
                 state["ego_prev_status"], state["ego_period"], state["ego_feature_queue"], state["ego_anchor_queue"])
             det_head = head.det_head
             motion = head.motion_plan_head(
-                queue_state, det, map_out, feature_maps[-1][:, 0], T_global, T_global_inv, det_state.mask,
+                queue_state, det, map_out, feature_maps[-1][:, 0], T_prev2cur, T_prev2cur, det_state.mask,
                 det_head.anchor_encoder, det_head.instance_bank.anchor_handler, queue_ops=self.queue)
             new_state.update({
                 "agent_prev_id": queue_state.prev_instance_id, "agent_prev_confidence": queue_state.prev_confidence,

@@ -1,6 +1,7 @@
 """Export a model as two plugin-free ONNX graphs: the image encoder and one temporal step of the heads.
 
     python -m sparsedrive_ros.tools.export_onnx --checkpoint FILE --out DIR [--opset 18] [--no-check]
+                                                [--float32-time]
 
 ``--checkpoint`` takes what the node takes: "" = the bundled demo model, "random" = the original architecture
 with seeded random weights, or a file (official .pth, training checkpoint, model file). DIR receives:
@@ -9,6 +10,10 @@ with seeded random weights, or a file (official .pth, training checkpoint, model
 * ``heads_step.onnx``: ``feature_0..3``, the frame inputs, ``state_*`` -> decoded outputs, ``next_state_*``;
 * ``empty_state.npz``: the ``state_*`` inputs of a stream's first frame (also after any reset);
 * ``manifest.json``: every input and output with shape and dtype, the model configuration and the opset.
+
+``--float32-time`` replaces the float64 inputs (``timestamp``, ``T_global``, ``T_global_inv`` and the state's
+previous stamp and pose) by float32 ``dt`` and ``T_prev2cur``, which the caller computes in float64 from the stamps
+and poses it keeps: a graph without float64, as TensorRT needs, with the same results.
 
 Weights are stored next to each graph (``*.onnx.data``, ONNX external data) when the graph is large. Only
 standard ONNX operators are used (no custom domain); the check after export runs one frame through onnxruntime
@@ -35,6 +40,7 @@ from sparsedrive_ros.model.onnx_graphs import (
     ImageEncoder,
     example_heads_inputs,
     export_names,
+    frame_inputs,
 )
 from sparsedrive_ros.model.static_frame import empty_state, state_spec
 
@@ -64,7 +70,7 @@ def _onnx_ops(path: Path) -> tuple[list[str], list[str]]:
 
 
 def export(model: SparseDrive, out: Path, opset: int = DEFAULT_OPSET, check: bool = True,
-           description: str = "") -> dict:
+           description: str = "", relative_time: bool = False) -> dict:
     """Write the two graphs, the empty state and the manifest into ``out``; returns the manifest."""
     model = model.to(torch.float32).eval()
     model.img_backbone.fuse_batchnorm()  # inference graph: BatchNorm folded into the convolutions
@@ -75,14 +81,14 @@ def export(model: SparseDrive, out: Path, opset: int = DEFAULT_OPSET, check: boo
     encoder_outputs = [f"feature_{i}" for i in range(4)]
     start = time.perf_counter()
     _export(ImageEncoder(model).eval(), (images,), out / "image_encoder.onnx", ["images"], encoder_outputs, opset)
-    heads = HeadsStep(model).eval()
-    input_names, output_names = export_names(model)
-    example = example_heads_inputs(model)
+    heads = HeadsStep(model, relative_time).eval()
+    input_names, output_names = export_names(model, relative_time)
+    example = example_heads_inputs(model, relative_time=relative_time)
     _export(heads, example, out / "heads_step.onnx", input_names, output_names, opset)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         example_outputs = heads(*example)
-    state = empty_state(model)
+    state = empty_state(model, relative_time=relative_time)
     np.savez(out / "empty_state.npz", **{f"state_{n}": t.numpy() for n, t in state.items()})
 
     def describe(names, tensors):
@@ -95,10 +101,12 @@ def export(model: SparseDrive, out: Path, opset: int = DEFAULT_OPSET, check: boo
         "model": description,
         "config": json.loads(json.dumps(cfg.__dict__, default=lambda o: getattr(o, "__dict__", str(o)))),
         "opset": opset,
+        "relative_time": relative_time,
         "image_encoder": {"inputs": describe(["images"], [images]), "outputs": describe(encoder_outputs, levels)},
         "heads_step": {"inputs": describe(input_names, example), "outputs": describe(output_names, example_outputs),
-                       "frame_inputs": dict(FRAME_INPUTS),
-                       "state": {n: {"shape": list(s), "kind": k} for n, (s, k) in state_spec(model).items()}},
+                       "frame_inputs": dict(frame_inputs(relative_time)),
+                       "state": {n: {"shape": list(s), "kind": k}
+                                 for n, (s, k) in state_spec(model, relative_time=relative_time).items()}},
         "export_seconds": round(seconds, 1),
     }
     try:
@@ -144,6 +152,8 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 18; default {DEFAULT_OPSET})")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime check after export")
+    p.add_argument("--float32-time", action="store_true",
+                   help="dt / T_prev2cur float32 inputs instead of float64 stamps and poses (for TensorRT)")
     args = p.parse_args(argv)
     if args.opset < 18:
         p.error("--opset must be >= 18 (GridSample and LayerNormalization as standard operators)")
@@ -157,7 +167,7 @@ def main(argv: Optional[list] = None) -> int:
     except (OSError, ValueError) as err:
         print(f"export_onnx: {err}", file=sys.stderr)
         return 2
-    manifest = export(model, Path(args.out), args.opset, not args.no_check, source.describe())
+    manifest = export(model, Path(args.out), args.opset, not args.no_check, source.describe(), args.float32_time)
     print(f"wrote {args.out}: image_encoder.onnx, heads_step.onnx, empty_state.npz, manifest.json "
           f"({manifest['export_seconds']} s, opset {args.opset}, model {source.describe()})")
     for name in ("image_encoder", "heads_step"):
