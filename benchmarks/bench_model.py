@@ -31,6 +31,7 @@ import time
 from collections import defaultdict
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -160,6 +161,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+class _PathTimes:
+    """Per-frame times of one path: frame 0 is the first call (compilation, set-up), frame 1 a warm-up."""
+
+    def __init__(self) -> None:
+        self.encode_ms: list[float] = []
+        self.heads_ms: list[float] = []
+        self.frame_ms: list[float] = []
+        self.first_s = 0.0
+
+    def add(self, k: int, start: float, mid: Optional[float], end: float) -> None:
+        if k == 0:
+            self.first_s = end - start
+        elif k > 1:
+            if mid is not None:
+                self.encode_ms.append((mid - start) * 1e3)
+                self.heads_ms.append((end - mid) * 1e3)
+            self.frame_ms.append((end - start) * 1e3)
+
+
 def time_paths(args: argparse.Namespace, model: torch.nn.Module, device: torch.device) -> None:
     """Frame times of each requested inference path on the same frames (see the module docstring)."""
     import tempfile
@@ -172,7 +192,7 @@ def time_paths(args: argparse.Namespace, model: torch.nn.Module, device: torch.d
     dtype = model.img_backbone.conv1.weight.dtype
     rows = []
     for path in args.paths.split(","):
-        encode_ms, heads_ms, frame_ms, first_s = [], [], [], 0.0
+        times = _PathTimes()
         if path == "eager":
             stream = SparseDriveStream(model)
             for k, f in enumerate(frames):
@@ -180,11 +200,7 @@ def time_paths(args: argparse.Namespace, model: torch.nn.Module, device: torch.d
                 start = time.perf_counter()
                 stream.step(f)
                 _sync(device)
-                elapsed = time.perf_counter() - start
-                if k == 0:
-                    first_s = elapsed
-                elif k > 1:
-                    frame_ms.append(elapsed * 1e3)
+                times.add(k, start, None, time.perf_counter())
         elif path in ("static", "compiled"):
             heads = StaticHeads(model, with_raw=False)
             encoder = model.extract_feat
@@ -209,13 +225,7 @@ def time_paths(args: argparse.Namespace, model: torch.nn.Module, device: torch.d
                     if path == "compiled" and device.type == "cuda":
                         state = {name: t.clone() for name, t in state.items()}  # outlive the next replay
                     _sync(device)
-                    end = time.perf_counter()
-                    if k == 0:
-                        first_s = end - start
-                    elif k > 1:
-                        encode_ms.append((mid - start) * 1e3)
-                        heads_ms.append((end - mid) * 1e3)
-                        frame_ms.append((end - start) * 1e3)
+                    times.add(k, start, mid, time.perf_counter())
         elif path == "onnx":
             from sparsedrive_ros.runtime.onnx_runner import OnnxStream
             from sparsedrive_ros.tools.export_onnx import export
@@ -234,20 +244,15 @@ def time_paths(args: argparse.Namespace, model: torch.nn.Module, device: torch.d
                 levels = ort_stream.encode(f.images.numpy())
                 mid = time.perf_counter()
                 ort_stream.heads(levels, *inputs)
-                end = time.perf_counter()
-                if k == 0:
-                    first_s = end - start
-                elif k > 1:
-                    encode_ms.append((mid - start) * 1e3)
-                    heads_ms.append((end - mid) * 1e3)
-                    frame_ms.append((end - start) * 1e3)
+                times.add(k, start, mid, time.perf_counter())
         else:
             raise SystemExit(f"unknown path {path!r}: eager, static, compiled or onnx")
 
         def median(values):
             return f"{statistics.median(values):9.1f}" if values else f"{'-':>9}"
 
-        rows.append(f"  {path:<10} {median(encode_ms)} {median(heads_ms)} {median(frame_ms)} {first_s:11.1f}")
+        rows.append(f"  {path:<10} {median(times.encode_ms)} {median(times.heads_ms)} {median(times.frame_ms)} "
+                    f"{times.first_s:11.1f}")
     print(f"device={device} dtype={args.dtype} autocast={args.autocast} threads={torch.get_num_threads()} "
           f"frames={args.iters} (median after 2 warm-up frames) "
           f"weights={'checkpoint' if args.checkpoint else 'random'}")

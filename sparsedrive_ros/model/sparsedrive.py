@@ -447,7 +447,7 @@ def raw_arrays(det: HeadOutput, map_out: HeadOutput, motion: Optional[MotionPlan
 
 def _np(x: Tensor) -> np.ndarray:
     x = x.detach().cpu()
-    return x.numpy().astype(np.float64) if x.is_floating_point() else x.numpy().astype(np.int64)
+    return x.to(torch.float64).numpy() if x.is_floating_point() else x.numpy().astype(np.int64)
 
 
 def golden_arrays(out: SparseDriveOutput, b: int = 0) -> Dict[str, np.ndarray]:
