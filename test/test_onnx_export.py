@@ -36,10 +36,10 @@ except ImportError as err:  # pragma: no cover - depends on the optional extra
 pytestmark = pytest.mark.slow
 
 # float32 through two runtimes with different kernels (GEMM blocking, the grid-sample and softmax sums, LayerNorm
-# reductions): measured on frame 0 of this case, max |diff| 1.4e-4 m on boxes up to 53 m, 2.2e-5 on scores,
-# 2.7e-5 m on map points, 1.5e-4 m on the final plan, and 2.2e-2 m on 6 s agent trajectories (12 summed
-# steps of the least-constrained head). Limits: about 5x those.
-BOX_ATOL, SCORE_ATOL, MAP_ATOL, PLAN_ATOL, TRAJ_ATOL = 1e-3, 1e-4, 2e-4, 1e-3, 0.1
+# reductions): measured over the three frames with 1 and 2 threads, max |diff| 6.0e-4 m on boxes up to 59 m,
+# 3.6e-5 on scores, 3.1e-5 m on map points, 1.5e-4 m on the final plan, 2.2e-2 m on 6 s agent trajectories
+# (12 summed steps of the least-constrained head). Limits: about 5x those.
+BOX_ATOL, SCORE_ATOL, MAP_ATOL, PLAN_ATOL, TRAJ_ATOL = 3e-3, 2e-4, 2e-4, 1e-3, 0.1
 FEATURE_RTOL = 1e-4  # x max |level|: the encoder (BatchNorm folded into the convolutions for export)
 # Near-tied scores may swap around the top-300 cut of a step: at least this share of instances must be common.
 MIN_COMMON = 0.97
@@ -109,10 +109,17 @@ def test_onnxruntime_matches_pytorch_on_the_golden_frames(exported) -> None:
         if k == 0:  # both from the empty state: same order, same ids
             for name in ("det_index", "det_instance_ids", "det_labels", "map_index", "map_labels", "plan_mode"):
                 assert np.array_equal(ort[name], ref[name]), f"frame 0 {name}"
-        share, diffs = _matched(ort, ref, "det_index", ("det_boxes", "det_scores", "motion_trajs"))
+        share, diffs = _matched(ort, ref, "det_index", ("det_boxes", "det_scores", "motion_period"))
         assert share >= MIN_COMMON, f"frame {k}: only {share:.1%} of the detections in common"
         assert diffs["det_boxes"] <= BOX_ATOL and diffs["det_scores"] <= SCORE_ATOL, f"frame {k}: {diffs}"
-        assert diffs["motion_trajs"] <= TRAJ_ATOL, f"frame {k}: {diffs}"
+        assert diffs["motion_period"] == 0, f"frame {k}: {diffs}"
+        # An agent's trajectory starts from its class's motion anchors, and the synthetic weights leave some class
+        # logits tied to 1e-5: where the class argmax flips (measured: 1 of 300 on frame 1 with 2 threads, none
+        # with 1), the trajectory legitimately differs by metres. Compare where the classes agree.
+        _, by_label = _matched(ort, ref, "det_index", ("motion_trajs",), label="det_labels")
+        label_share, _ = _matched(ort, ref, "det_index", (), label="det_labels")
+        assert label_share >= MIN_COMMON, f"frame {k}: classes agree on only {label_share:.1%}"
+        assert by_label["motion_trajs"] <= TRAJ_ATOL, f"frame {k}: {by_label}"
         share, map_diffs = _matched(ort, ref, "map_index", ("map_polylines", "map_scores"), label="map_labels")
         assert share >= MIN_COMMON and map_diffs["map_polylines"] <= MAP_ATOL, f"frame {k}: {share} {map_diffs}"
         assert map_diffs["map_scores"] <= SCORE_ATOL, f"frame {k}: {map_diffs}"
@@ -121,7 +128,7 @@ def test_onnxruntime_matches_pytorch_on_the_golden_frames(exported) -> None:
         assert np.abs(ort["plan_trajectories"] - ref["plan_trajectories"]).max() <= PLAN_ATOL, f"frame {k} plans"
         assert np.array_equal(ort["temporal_valid"], ref["temporal_valid"]), f"frame {k}"
         assert bool(stream.state["state_history"].all()), "the graph must mark its state as history"
-        print(f"frame {k}: det common {share:.3f}, {diffs}, map {map_diffs}, "
+        print(f"frame {k}: det common {share:.3f}, {diffs}, {by_label}, map {map_diffs}, "
               f"plan {np.abs(ort['plan_final'] - ref['plan_final']).max():.2e}")
 
 
