@@ -26,13 +26,15 @@ setup(
         "rosbags>=0.10",
         "safetensors",
     ],
-    extras_require={"devkit": ["nuscenes-devkit"], "test": ["pytest"]},
+    extras_require={"devkit": ["nuscenes-devkit"], "test": ["pytest"],
+                    "onnx": ["onnx", "onnxruntime", "onnxscript"]},  # tools/export_onnx.py, requirements/onnx.txt
     entry_points={
         "console_scripts": [
             "sparsedrive-infer-npz = sparsedrive_ros.tools.infer_npz:main",
             "sparsedrive-make-synthetic = sparsedrive_ros.tools.make_synthetic:main",
             "sparsedrive-nuscenes-to-bag = sparsedrive_ros.tools.nuscenes_to_bag:main",
             "sparsedrive-convert-checkpoint = sparsedrive_ros.tools.convert_checkpoint:main",
+            "sparsedrive-export-onnx = sparsedrive_ros.tools.export_onnx:main",
         ]
     },
 )
