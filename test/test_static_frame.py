@@ -127,6 +127,27 @@ def test_relative_time_step_equals_the_absolute_one_in_float32(tiny64) -> None:
         tiny64.double()
 
 
+def test_a_failing_compilation_falls_back_to_the_uncompiled_graph(tiny64) -> None:
+    """A compiler (or CUDA-graph) failure on the first call is a documented degradation: a warning, the reason in
+    ``compile_error``, and the same results uncompiled. Later failures are not swallowed."""
+    stream, reference = StaticSparseDriveStream(tiny64, compile="default"), SparseDriveStream(tiny64)
+
+    def broken(*args):
+        raise RuntimeError("inductor: no C++ compiler")
+
+    stream._run = broken
+    f = frame(T0, seed=0)
+    with pytest.warns(RuntimeWarning, match="running it uncompiled"):
+        out = stream.step(f, return_raw=True)
+    assert "no C++ compiler" in stream.compile_error and stream.compile_mode is None
+    assert_same(reference.step(f, return_raw=True), out, "fallback frame")
+    second = frame(T0 + 0.5, forward=1.0, seed=1)
+    assert_same(reference.step(second, return_raw=True), stream.step(second, return_raw=True), "next frame")
+    stream._run = broken
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        stream.step(frame(T0 + 1.0, forward=2.0, seed=2))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_static_frame_never_synchronises_on_cuda(tiny64) -> None:
     model = tiny64.float().cuda()

@@ -24,6 +24,7 @@ decided from host stamps, the variable-length queue views of the eager output).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -471,6 +472,8 @@ class StaticSparseDriveStream:
         self.compile_mode = compile
         self.frame = StaticFrame(model, with_raw)
         self._run = self.frame if compile is None else torch.compile(self.frame, fullgraph=True, mode=compile)
+        self.compile_error = ""  # why compilation failed, when it did (the stream then runs uncompiled)
+        self._compiled_once = False
         self.state: Optional[State] = None
         self.frames_seen = 0  # since the last reset (host-side count: no device read)
         self.last_timestamp: Optional[float] = None
@@ -502,8 +505,21 @@ class StaticSparseDriveStream:
                 self.reset()
                 # Made under inference mode like every later state, so a compiled frame sees one kind of tensor.
                 self.state = empty_state(model, batch)
-            flat, state = self._run(inputs.images, inputs.projection_mat, inputs.image_wh, inputs.timestamp,
-                                    inputs.T_global, inputs.T_global_inv, command.to(param.device), self.state)
+            args = (inputs.images, inputs.projection_mat, inputs.image_wh, inputs.timestamp, inputs.T_global,
+                    inputs.T_global_inv, command.to(param.device), self.state)
+            try:
+                flat, state = self._run(*args)
+            except Exception as err:
+                if self._run is self.frame or self._compiled_once:
+                    raise
+                # Documented degradation (docs/static-graph.md#choosing-a-path): a compiler or CUDA-graph failure on
+                # the first call leaves the same graph running uncompiled instead of stopping the stream.
+                self.compile_error = f"{type(err).__name__}: {err}"
+                warnings.warn(f"torch.compile of the static frame failed, running it uncompiled: "
+                              f"{self.compile_error}", RuntimeWarning, stacklevel=2)
+                self._run, self.compile_mode = self.frame, None
+                flat, state = self._run(*args)
+            self._compiled_once = True
         if self.compile_mode == "reduce-overhead":
             # CUDA-graph outputs live in the graph's memory pool and are overwritten by the next replay.
             state = {k: v.clone() for k, v in state.items()}
