@@ -7,9 +7,10 @@ only the visible deformable samples (``nonzero``). Each of those makes shapes de
 host to wait for the device. This module runs the same model, with the same parameters, as one fixed-shape
 computation:
 
-* the memory is a flat ``dict`` of tensors with fixed shapes (:func:`empty_state`, names in :data:`STATE_SPEC`);
-  an empty memory is zeros plus ``history = False``, so the first frame and every later one are the same graph
-  (the eager first-frame rules become tensor selects, see ``Sparse4DHead.temporal_graph_model``);
+* the memory is a flat ``dict`` of tensors with fixed shapes (:func:`empty_state`; names and shapes:
+  :func:`state_spec`); an empty memory is zeros plus ``history = False``, so the first frame and every later
+  one are the same graph (the eager first-frame rules become tensor selects, see
+  ``Sparse4DHead.temporal_graph_model``);
 * the motion queue always has Q slots; slots older than an instance's tracked period are masked in attention
   exactly as the eager path masks them;
 * the deformable aggregation is the dense grid-sample op (every camera, masked), instead of the visible-sample
@@ -19,14 +20,15 @@ computation:
 The frame function (:class:`StaticHeads` / :class:`StaticFrame`) is pure: ``(inputs, state) -> (outputs, state)``.
 That is what ``torch.compile(fullgraph=True)``, CUDA-graph capture and the ONNX export need.
 :class:`StaticSparseDriveStream` wraps it with the host-side bookkeeping (frames since reset, time-gap rules
-decided from host stamps, the variable-length queue views of the eager output).
+decided from host stamps, the variable-length queue views of the eager output). :meth:`StaticHeads.relative_step`
+is the same frame with float32 time and pose differences instead of float64 stamps and poses (TensorRT).
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -532,8 +534,3 @@ class StaticSparseDriveStream:
         if not return_raw:
             out.raw = None
         return out
-
-
-def state_tensors(state: State, names: Sequence[str]) -> List[Tensor]:
-    """The state as a list in ``names`` order (the ONNX graph's input order)."""
-    return [state[n] for n in names]
