@@ -343,6 +343,14 @@ def test_diagnostics_window_camera_states_watchdog_and_clock_hint():
         status = node.diagnostics_array()
         assert status[0].level == DiagnosticStatus.OK, status[0].message
         assert [s.message for s in status[1:]] == ["active"] * 6
+        assert {kv.key: kv.value for kv in status[0].values}["inference"] == "eager"  # auto on the CPU
+        # A compiled path that fell back to the uncompiled graph is a WARN naming the reason.
+        status_of = node.pipeline.inference_status
+        node.pipeline.inference_status = lambda: ("static", "torch.compile failed, running the static graph "
+                                                            "uncompiled: no C++ compiler")
+        status = node.diagnostics_array()
+        assert status[0].level == DiagnosticStatus.WARN and "no C++ compiler" in status[0].message
+        node.pipeline.inference_status = status_of
         # A frame that runs too long: WARN after diag_max_latency, ERROR after diag_max_latency_error.
         process = node.pipeline.process
         node.pipeline.process = lambda req: (time.sleep(4.0), process(req))[1]

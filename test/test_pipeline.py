@@ -127,3 +127,21 @@ def test_batchnorm_folding_twice_is_a_no_op():
     model.img_backbone.fuse_batchnorm()
     after = model.img_backbone.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_compile_failure_is_reported_by_the_pipeline():
+    """The node's /diagnostics warn with this text when the compiled path fell back to the uncompiled graph."""
+    from test_model_stream import tiny_config
+
+    torch.manual_seed(0)
+    pipeline = SparseDrivePipeline(build_sparsedrive(2, tiny_config(2)), PipelineConfig(inference="compiled"))
+    assert pipeline.inference_status() == ("compiled", "")
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    pipeline.stream._run = broken
+    with pytest.warns(RuntimeWarning):
+        pipeline.process(request(1_700_000_000 * SEC))
+    path, problem = pipeline.inference_status()
+    assert path == "static" and "no C++ compiler" in problem

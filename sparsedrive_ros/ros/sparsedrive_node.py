@@ -289,7 +289,7 @@ class _SparseDriveCore:
         self._active = True
         self.get_logger().info(f"sparsedrive active: {len(p.camera_names)} cameras ({p.image_transport}, e.g. "
                                f"{camera_topics(p, p.camera_names[0])[0]}), reference frame {p.reference_frame}, "
-                               f"device {p.device}, TF via {self.tf.name}")
+                               f"device {p.device}, inference {self.pipeline.inference}, TF via {self.tf.name}")
 
     def _deactivate(self) -> None:
         self._active = False
@@ -721,13 +721,16 @@ class _SparseDriveCore:
             warn(f"{w['invalid']} invalid frames")
         if w["error"]:
             warn(f"{w['error']} failed frames")
+        inference, inference_problem = self.pipeline.inference_status() if self.pipeline else ("n/a", "")
+        if inference_problem:
+            warn(inference_problem)
         if stamp is None and attempts == 0:
             problems.append("no camera frames yet")
         values = {"frames_published": s["frames"], "window_s": p.diag_window, "drop_rate": f"{drop_rate:.3f}",
                   "frames_in_window": w["processed"], "max_latency_in_window": f"{worst:.3f}" if worst else "n/a",
                   "result_age": f"{age:.3f}" if age is not None else "n/a",
                   "camera_skew": f"{last.get('skew', 0.0):.4f}", "last_error": s["last_error"],
-                  "clock_gap_s": f"{gap:.3f}" if gap is not None else "n/a",
+                  "clock_gap_s": f"{gap:.3f}" if gap is not None else "n/a", "inference": inference,
                   **{f"latency/{k}": f"{v:.4f}" for k, v in last.get("timings", {}).items()},
                   **{f"window/{k}": str(v) for k, v in sorted(w.items()) if v},
                   **{f"total/{k}": str(v) for k, v in sorted((s["sync_totals"] + s["totals"]).items())}}

@@ -193,6 +193,14 @@ class SparseDrivePipeline:
         self._last_stamp_ns: Optional[int] = None
         self._reset_request: Optional[str] = "start"
 
+    def inference_status(self) -> tuple[str, str]:
+        """(path in use, problem): the configured path, or "static" with the reason when compiling failed and the
+        stream fell back to the uncompiled graph (docs/static-graph.md#choosing-a-path)."""
+        error = getattr(self.stream, "compile_error", "")
+        if error:
+            return "static", f"torch.compile failed, running the static graph uncompiled: {error}"
+        return self.inference, ""
+
     def request_reset(self, reason: str = "request") -> None:
         """Wipe the temporal state before the next frame (thread-safe: only sets a flag)."""
         self._reset_request = reason
