@@ -62,9 +62,12 @@ def test_static_stream_equals_eager_over_gaps_backwards_time_and_reset(tiny64) -
     assert static.frames_seen == len(SCHEDULE) - 6
 
 
-def test_static_stream_equals_eager_for_a_batch_of_two(tiny64) -> None:
-    """Ids are numbered row-major across the batch on both paths; samples have different stamps (one gap)."""
-    eager, static = SparseDriveStream(tiny64), StaticSparseDriveStream(tiny64)
+@pytest.mark.parametrize("max_time_gap", [None, 5.0])
+def test_static_stream_equals_eager_for_a_batch_of_two(tiny64, max_time_gap) -> None:
+    """Ids are numbered row-major across the batch on both paths; samples have different stamps (one gap). The
+    optional gap reset compares each sample with its own previous stamp on both paths."""
+    eager = SparseDriveStream(tiny64, max_time_gap=max_time_gap)
+    static = StaticSparseDriveStream(tiny64, max_time_gap=max_time_gap)
     for k, (ta, tb) in enumerate([(0.0, 10.0), (0.5, 10.5), (1.0, 14.0)]):
         f = batched([frame(T0 + ta, forward=ta, seed=k), frame(T0 + tb, forward=-tb, command=0, seed=10 + k)])
         assert_same(eager.step(f, return_raw=True), static.step(f, return_raw=True), f"frame {k}", batch=2)
