@@ -306,12 +306,17 @@ class SparseDriveStream:
         last = self.state.last_timestamp
         if last is not None:
             dt = inputs.timestamp.to(torch.float64).cpu() - last.cpu()
-            too_long = self.max_time_gap is not None and bool((dt.abs() > self.max_time_gap).any())
-            backwards = self.reset_on_backwards and bool((dt < 0).any())
-            if too_long or backwards:
+            if gap_needs_reset(dt, self.max_time_gap, self.reset_on_backwards):
                 self.reset()
         with torch.inference_mode():
             return self.model(inputs, self.state, return_raw=return_raw)
+
+
+def gap_needs_reset(dt: Tensor, max_time_gap: Optional[float], reset_on_backwards: bool) -> bool:
+    """The streams' optional host-side reset rule: dt [B] float64 seconds since the last frame; True when any |dt|
+    exceeds ``max_time_gap`` (None = never) or, with ``reset_on_backwards``, any dt < 0."""
+    too_long = max_time_gap is not None and bool((dt.abs() > max_time_gap).any())
+    return too_long or (reset_on_backwards and bool((dt < 0).any()))
 
 
 # ----------------------------------------------------------------------------------------------- builders

@@ -40,7 +40,7 @@ from .motion import EGO_SPEED, VY, InstanceQueue, QueueFrame
 from .motion_decoders import MotionForecast, PlanningResult
 from .point3d import MapElements
 from .sparse4d_head import HeadOutput
-from .sparsedrive import FrameInputs, SparseDrive, SparseDriveOutput, command_index
+from .sparsedrive import FrameInputs, SparseDrive, SparseDriveOutput, command_index, gap_needs_reset
 
 __all__ = [
     "StaticFrame",
@@ -478,7 +478,7 @@ class StaticSparseDriveStream:
         self._compiled_once = False
         self.state: Optional[State] = None
         self.frames_seen = 0  # since the last reset (host-side count: no device read)
-        self.last_timestamp: Optional[float] = None
+        self.last_timestamp: Optional[Tensor] = None  # [B] float64 s on the host, per sample
 
     def reset(self) -> None:
         self.state = None
@@ -493,11 +493,9 @@ class StaticSparseDriveStream:
         # Host-side decisions before the frame: the command check and the optional gap reset read host tensors.
         command = command_index(inputs.command.cpu(), batch)
         stamps = inputs.timestamp.detach().to("cpu", torch.float64)
-        if self.last_timestamp is not None:
-            dt = stamps - self.last_timestamp
-            too_long = self.max_time_gap is not None and bool((dt.abs() > self.max_time_gap).any())
-            backwards = self.reset_on_backwards and bool((dt < 0).any())
-            if too_long or backwards:
+        # A different batch size starts from an empty state below, so only same-size stamps are compared.
+        if self.last_timestamp is not None and self.last_timestamp.shape == stamps.shape:
+            if gap_needs_reset(stamps - self.last_timestamp, self.max_time_gap, self.reset_on_backwards):
                 self.reset()
         inputs = inputs.to(param.device, param.dtype)
         if self.compile_mode == "reduce-overhead":
@@ -528,7 +526,7 @@ class StaticSparseDriveStream:
         first = self.frames_seen == 0
         self.state = state
         self.frames_seen += 1
-        self.last_timestamp = float(stamps[-1])
+        self.last_timestamp = stamps
         queue = model.config.motion_plan.queue_length if model.config.motion_plan is not None else 1
         out = output_from_static(flat, min(self.frames_seen, queue), first)
         if not return_raw:
