@@ -40,6 +40,7 @@ __all__ = [
     "IMG_STD",
     "ImageTransform",
     "JpegDecodeError",
+    "decode_bgr",
     "decode_on_device",
     "denormalize_image",
     "decode_jpegs",
@@ -381,17 +382,28 @@ def _decode_jpeg(data: Tensor | list[Tensor], device: torch.device):
         return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
+def decode_bgr(data: JpegLike, index: int | None = None) -> np.ndarray:
+    """JPEG bytes -> BGR uint8 [H, W, 3] with OpenCV on the CPU (the node's CPU decoder); raises JpegDecodeError
+    (with ``index``) when they do not decode."""
+    import cv2
+
+    buf = _byte_array(data)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if bgr is None:
+        raise JpegDecodeError(f"cannot decode {buf.size} bytes of JPEG", index)
+    return bgr
+
+
 def _decode_one(index: int, data: Tensor, device: torch.device) -> Tensor:
     """One JPEG on the device decoder, else with OpenCV on the CPU (which reads some JPEGs, e.g. ones with a
     damaged tail, that nvjpeg and torchvision refuse); [3, H, W] uint8 RGB on ``device``."""
     try:
         return _decode_jpeg(data, device)
     except RuntimeError as exc:
-        import cv2
-
-        bgr = cv2.imdecode(data.numpy(), cv2.IMREAD_COLOR) if data.numel() else None
-        if bgr is None:
-            raise JpegDecodeError(f"cannot decode {data.numel()} bytes of JPEG: {exc}", index) from None
+        try:
+            bgr = decode_bgr(data.numpy(), index)
+        except JpegDecodeError as err:
+            raise JpegDecodeError(f"{err}: {exc}", index) from None
         rgb = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1)
         if device.type == "cuda":
             rgb = rgb.pin_memory()

@@ -33,7 +33,11 @@ from sparsedrive_ros.msg import (
 )
 from sparsedrive_ros.runtime.pipeline import MAP_GROUND_Z, PipelineConfig, PipelineResult
 from sparsedrive_ros.runtime.tf_buffer import quat_to_matrix
-from sparsedrive_ros.viz.messages import ImageDecodeError, decode_compressed  # noqa: F401 (the node calls conv.decode_compressed)
+from sparsedrive_ros.viz.messages import (  # noqa: F401 (the node calls conv.decode_compressed)
+    ImageDecodeError,
+    decode_compressed,
+    message_bytes,
+)
 
 TIME_STEP = Duration(sec=0, nanosec=500_000_000)  # 0.5 s between trajectory points (agents and ego)
 EGO_Z = -1.84 + 1.56 / 2  # m, ego box centre height in the nuScenes lidar frame (the model's ego anchor)
@@ -61,8 +65,7 @@ def compressed_jpeg(msg) -> Optional[tuple[np.ndarray, tuple[int, int]]]:
     fmt = str(msg.format).lower()
     if "jpeg" not in fmt and "jpg" not in fmt:
         return None
-    data = msg.data
-    buf = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
+    buf = message_bytes(msg)
     try:
         height, width = jpeg_size(buf)
     except JpegDecodeError as exc:

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 
@@ -26,6 +25,7 @@ from sparsedrive_ros.model.preprocess import (
     ImageTransform,
     JpegDecodeError,
     JpegLike,
+    decode_bgr,
     decode_on_device,
     inference_transform,
     jpeg_size,
@@ -94,12 +94,7 @@ class FrameRequest:
         out = []
         for i, image in enumerate(self.images):
             data = self.jpeg_of(i)
-            if image is None and data is not None:
-                image = cv2.imdecode(np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data,
-                                     cv2.IMREAD_COLOR) if len(data) else None
-                if image is None:
-                    raise JpegDecodeError(f"cannot decode {len(data)} bytes of JPEG", i)
-            out.append(image)
+            out.append(decode_bgr(data, i) if image is None and data is not None else image)
         return out
 
 

@@ -143,11 +143,17 @@ class ImageDecodeError(ValueError):
     """An image message that cannot be turned into a BGR uint8 array."""
 
 
+def message_bytes(msg) -> np.ndarray:
+    """A CompressedImage's payload as uint8 [n]: ``msg.data`` may be bytes, a list (rclpy) or a uint8 array
+    (rosbags)."""
+    data = msg.data
+    return data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
+
+
 def decode_compressed(msg) -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG/PNG) -> BGR uint8 [H, W, 3]; raises ImageDecodeError if it does not
-    decode. ``msg.data`` may be bytes, a list (rclpy) or a uint8 array (rosbags)."""
-    data = msg.data
-    buf = data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
+    decode."""
+    buf = message_bytes(msg)
     image = cv2.imdecode(buf.astype(np.uint8, copy=False), cv2.IMREAD_COLOR) if buf.size else None
     if image is None:
         raise ImageDecodeError(f"cannot decode {buf.size} bytes of format {msg.format!r} ({msg.header.frame_id})")
