@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_preprocess import _textured_image
 
 from sparsedrive_ros.model import preprocess
 from sparsedrive_ros.model.preprocess import (
@@ -34,12 +35,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 
 def _image(height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = 127 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + rng.normal(0, 20, (height, width))
-    img = base[..., None] + np.array([0.0, 30.0, -30.0])
-    img[height // 3: height // 2, width // 2: width // 2 + 20] = 255  # hard edges
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return _textured_image(height, width, seed, noise=20.0)
 
 
 def _jpeg(image, quality=90, **flags):

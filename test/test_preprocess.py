@@ -22,10 +22,11 @@ except ImportError:  # pragma: no cover - Pillow ships with torchvision
 needs_pil = pytest.mark.skipif(Image is None, reason="Pillow not importable")
 
 
-def _textured_image(height, width, seed=0):
+def _textured_image(height, width, seed=0, noise=25.0):
+    """BGR uint8 test image: smooth colour waves, Gaussian noise of std ``noise`` grey levels, a saturated patch."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = 127 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + rng.normal(0, 25, (height, width))
+    base = 127 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + rng.normal(0, noise, (height, width))
     img = base[..., None] + np.array([0.0, 30.0, -30.0])
     img[height // 3: height // 2, width // 2: width // 2 + 20] = 255  # hard edges
     return np.clip(img, 0, 255).astype(np.uint8)
