@@ -54,8 +54,8 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names: list,
                                     output_names=output_names, optimize=True, verbose=False)
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
-    # Graphs above 2 GB cannot be one protobuf; smaller ones keep their weights inside unless they are big.
-    program.save(str(path), external_data=program.model.graph.initializers and _weight_bytes(module) > 200e6)
+    # A protobuf holds at most 2 GB; weights above 200 MB go to a side file (*.onnx.data) well before that.
+    program.save(str(path), external_data=_weight_bytes(module) > 200e6)
 
 
 def _weight_bytes(module: torch.nn.Module) -> int:
@@ -115,7 +115,7 @@ def export(model: SparseDrive, out: Path, opset: int = DEFAULT_OPSET, check: boo
             manifest[name]["operators"], manifest[name]["domains"] = ops, domains
     except ImportError:
         pass
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")  # OnnxStream reads it in the check
     if check:
         manifest["check"] = check_with_onnxruntime(model, out)
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
